@@ -1,0 +1,91 @@
+/**
+ * Infrastructure errors shared by every adapter. Each carries a stable string `code` so callers
+ * branch on `code`/`type` (which survive a process boundary), never on `instanceof`.
+ */
+
+/** Base of every ordermesh infrastructure error. */
+export class OrdermeshError extends Error {
+  readonly code: string;
+  readonly retryable: boolean;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(code: string, message: string, options: { retryable?: boolean; data?: Record<string, unknown>; cause?: unknown } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.retryable = options.retryable ?? false;
+    this.data = options.data;
+  }
+
+  /** Moleculer's error fields, so the broker and the gateway can map it. */
+  get type(): string {
+    return this.code;
+  }
+}
+
+/** A write would break a unique index. Same error from every store adapter. */
+export class DuplicateKeyError extends OrdermeshError {
+  constructor(
+    readonly collection: string,
+    readonly index: string,
+    readonly keyValue: Record<string, unknown>,
+    cause?: unknown,
+  ) {
+    super("DUPLICATE_KEY", `duplicate key in ${collection} (index ${index}): ${JSON.stringify(keyValue)}`, {
+      data: { collection, index, keyValue },
+      cause,
+    });
+  }
+}
+
+/** A transaction kept conflicting with concurrent ones and ran out of retries (or time). */
+export class TransactionConflictError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>, cause?: unknown) {
+    super("TRANSACTION_CONFLICT", message, { retryable: true, data, cause });
+  }
+}
+
+/** A filter, update, sort or projection uses something outside the documented subset. */
+export class UnsupportedQueryError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>) {
+    super("UNSUPPORTED_QUERY", message, { data });
+  }
+}
+
+/** An update or document is malformed (e.g. `$inc` on a string, a document without `_id` type string). */
+export class InvalidDocumentError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>) {
+    super("INVALID_DOCUMENT", message, { data });
+  }
+}
+
+/** The adapter was used after `close()` or before it was opened. */
+export class AdapterClosedError extends OrdermeshError {
+  constructor(what: string) {
+    super("ADAPTER_CLOSED", `${what} is closed`, { retryable: true });
+  }
+}
+
+/** A publish was not acknowledged by the bus; the caller must treat the message as not sent. */
+export class PublishFailedError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>, cause?: unknown) {
+    super("PUBLISH_FAILED", message, { retryable: true, data, cause });
+  }
+}
+
+/** A dependency (store, bus, key-value) could not be reached. */
+export class UnavailableError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>, cause?: unknown) {
+    super("UNAVAILABLE", message, { retryable: true, data, cause });
+  }
+}
+
+/** Configuration that cannot work; names the variable. */
+export class ConfigError extends OrdermeshError {
+  constructor(
+    readonly variable: string,
+    message: string,
+  ) {
+    super("INVALID_CONFIG", `${variable}: ${message}`, { data: { variable } });
+  }
+}
