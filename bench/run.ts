@@ -1,0 +1,33 @@
+/**
+ * `npm run bench [-- <name>…]`: runs the named benchmarks (default: all) one after another and
+ * prints each report. Figures are recorded in docs/benchmarks.md.
+ */
+const BENCHMARKS: Record<string, () => Promise<{ run(): Promise<void> }>> = {
+  store: () => import("./store.bench"),
+  bus: () => import("./bus.bench"),
+};
+
+async function main(names: string[]): Promise<void> {
+  const selected = names.length > 0 ? names : Object.keys(BENCHMARKS);
+  const unknown = selected.filter((n) => !(n in BENCHMARKS));
+  if (unknown.length > 0) {
+    console.error(`unknown benchmark ${unknown.join(", ")}; known: ${Object.keys(BENCHMARKS).join(", ")}`);
+    process.exit(64);
+  }
+  console.log(
+    `ordermesh benchmarks on Node ${process.version}, ${(await import("node:os")).cpus().length} cores`,
+  );
+  for (const name of selected) {
+    const load = BENCHMARKS[name];
+    if (load === undefined) continue;
+    await (await load()).run();
+  }
+}
+
+main(process.argv.slice(2)).then(
+  () => process.exit(0),
+  (err: unknown) => {
+    console.error(err);
+    process.exit(1);
+  },
+);

@@ -1,0 +1,182 @@
+/**
+ * Configuration from the environment (DESIGN §7). Everything is parsed and validated once at
+ * start; an invalid value stops the process with a message naming the variable.
+ */
+import { isAbsolute, resolve } from "node:path";
+import { ConfigError } from "./errors";
+
+/** Every service a process can run. */
+export const SERVICE_NAMES = ["gateway", "orders", "inventory", "payments", "notifications"] as const;
+export type ServiceName = (typeof SERVICE_NAMES)[number];
+
+/** The domain services the gateway needs before it reports ready. */
+export const DOMAIN_SERVICES: readonly ServiceName[] = ["orders", "inventory", "payments", "notifications"];
+
+export const LOG_LEVELS = ["fatal", "error", "warn", "info", "debug", "trace"] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
+
+export interface Config {
+  /** HTTP port of the gateway. */
+  port: number;
+  /** Where embedded stores keep their files. Absolute. */
+  dataDir: string;
+  /** Services this process runs. */
+  services: ServiceName[];
+  /** Services the gateway waits for before /readyz says ready. */
+  requiredServices: ServiceName[];
+  /** NATS servers (transporter and JetStream bus); empty → one process, in-process bus. */
+  natsServers: string[];
+  mongoUrl: string | undefined;
+  redisUrl: string | undefined;
+  jwtSecret: string | undefined;
+  jwksUrl: string | undefined;
+  authDevTokens: boolean;
+  pspUrl: string | undefined;
+  pspWebhookSecret: string | undefined;
+  /** How long an order may wait for its payment, in ms. */
+  orderPaymentTimeoutMs: number;
+  logLevel: LogLevel;
+  otlpEndpoint: string | undefined;
+  /** Moleculer node id; defaults to hostname-pid. */
+  nodeId: string | undefined;
+  /** Moleculer namespace: brokers in different namespaces never see each other. */
+  namespace: string;
+  /** Time allowed for a graceful stop before the process exits anyway, in ms. */
+  shutdownTimeoutMs: number;
+}
+
+type Env = Readonly<Record<string, string | undefined>>;
+
+/** Parse and validate; throws a ConfigError listing every invalid variable. */
+export function loadConfig(env: Env = process.env): Config {
+  const problems: ConfigError[] = [];
+  const read = <T>(name: string, parse: (raw: string) => T, fallback: T): T => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === "") return fallback;
+    try {
+      return parse(raw.trim());
+    } catch (err) {
+      problems.push(new ConfigError(name, err instanceof Error ? err.message : String(err)));
+      return fallback;
+    }
+  };
+
+  const natsUrl = read("NATS_URL", natsServerList, []);
+  const transporter = read("TRANSPORTER", transporterServers, []);
+  if (natsUrl.length > 0 && transporter.length > 0 && natsUrl.join(",") !== transporter.join(",")) {
+    problems.push(new ConfigError("TRANSPORTER", "disagrees with NATS_URL; set one of them"));
+  }
+
+  const config: Config = {
+    port: read("PORT", (raw) => integer(raw, 0, 65535), 3000),
+    dataDir: read("DATA_DIR", (raw) => (isAbsolute(raw) ? raw : resolve(raw)), resolve("data")),
+    services: read("SERVICES", serviceList, [...SERVICE_NAMES]),
+    requiredServices: read("REQUIRED_SERVICES", serviceList, [...DOMAIN_SERVICES]),
+    natsServers: natsUrl.length > 0 ? natsUrl : transporter,
+    mongoUrl: read("MONGO_URL", (raw) => url(raw, ["mongodb:", "mongodb+srv:"]), undefined),
+    redisUrl: read("REDIS_URL", (raw) => url(raw, ["redis:", "rediss:"]), undefined),
+    jwtSecret: read("JWT_SECRET", secret, undefined),
+    jwksUrl: read("JWKS_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
+    authDevTokens: read("AUTH_DEV_TOKENS", boolean, false),
+    pspUrl: read("PSP_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
+    pspWebhookSecret: read("PSP_WEBHOOK_SECRET", secret, undefined),
+    orderPaymentTimeoutMs: read("ORDER_PAYMENT_TIMEOUT", duration, 15 * 60_000),
+    logLevel: read("LOG_LEVEL", logLevel, "info"),
+    otlpEndpoint: read("OTEL_EXPORTER_OTLP_ENDPOINT", (raw) => url(raw, ["https:", "http:"]), undefined),
+    nodeId: read("NODE_ID", nodeId, undefined),
+    namespace: read("NAMESPACE", nodeId, "ordermesh"),
+    shutdownTimeoutMs: read("SHUTDOWN_TIMEOUT", duration, 30_000),
+  };
+
+  if (problems.length === 1) throw problems[0] as ConfigError;
+  if (problems.length > 1) {
+    const joined = new ConfigError(
+      problems.map((p) => p.variable).join(", "),
+      problems.map((p) => p.message).join("; "),
+    );
+    throw joined;
+  }
+  return config;
+}
+
+function integer(raw: string, min: number, max: number): number {
+  if (!/^\d+$/.test(raw)) throw new Error(`expected an integer from ${min} to ${max}, got "${raw}"`);
+  const value = Number(raw);
+  if (value < min || value > max) throw new Error(`expected an integer from ${min} to ${max}, got ${value}`);
+  return value;
+}
+
+function boolean(raw: string): boolean {
+  const lower = raw.toLowerCase();
+  if (["true", "1", "yes", "on"].includes(lower)) return true;
+  if (["false", "0", "no", "off"].includes(lower)) return false;
+  throw new Error(`expected true or false, got "${raw}"`);
+}
+
+/** A duration: plain milliseconds, or a number with unit ms, s, m, h. */
+export function duration(raw: string): number {
+  const match = /^(\d+)(ms|s|m|h)?$/.exec(raw);
+  if (match === null) throw new Error(`expected a duration such as 900000, 90s, 15m or 1h, got "${raw}"`);
+  const unit = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }[(match[2] ?? "ms") as "ms" | "s" | "m" | "h"];
+  const value = Number(match[1]) * unit;
+  if (value <= 0) throw new Error("must be greater than zero");
+  return value;
+}
+
+function url(raw: string, protocols: string[]): string {
+  let parsed: URL;
+  try {
+    parsed = new URL(raw);
+  } catch {
+    throw new Error(`expected a URL (${protocols.map((p) => `${p}//…`).join(" or ")}), got "${raw}"`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new Error(`expected a ${protocols.join(" or ")} URL, got "${parsed.protocol}"`);
+  }
+  if (parsed.hostname === "") throw new Error(`URL "${raw}" has no host`);
+  return raw;
+}
+
+function natsServerList(raw: string): string[] {
+  return raw.split(",").map((part) => url(part.trim(), ["nats:", "tls:"]));
+}
+
+/** TRANSPORTER takes a NATS URL (or `NATS` with NATS_URL); other transporters are not supported. */
+function transporterServers(raw: string): string[] {
+  if (raw.toUpperCase() === "NATS") return [];
+  return natsServerList(raw);
+}
+
+function serviceList(raw: string): ServiceName[] {
+  if (raw === "all" || raw === "*") return [...SERVICE_NAMES];
+  const names = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  if (names.length === 0) throw new Error("names no service");
+  const unknown = names.filter((name) => !(SERVICE_NAMES as readonly string[]).includes(name));
+  if (unknown.length > 0) {
+    throw new Error(
+      `unknown service ${unknown.map((u) => `"${u}"`).join(", ")}; known: ${SERVICE_NAMES.join(", ")}`,
+    );
+  }
+  return [...new Set(names)] as ServiceName[];
+}
+
+function secret(raw: string): string {
+  if (raw.length < 16) throw new Error("must be at least 16 characters");
+  return raw;
+}
+
+function logLevel(raw: string): LogLevel {
+  const lower = raw.toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(lower))
+    throw new Error(`expected one of ${LOG_LEVELS.join(", ")}`);
+  return lower as LogLevel;
+}
+
+function nodeId(raw: string): string {
+  if (!/^[A-Za-z0-9._-]{1,64}$/.test(raw))
+    throw new Error("letters, digits, dot, dash and underscore only (≤ 64)");
+  return raw;
+}
