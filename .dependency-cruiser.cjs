@@ -3,10 +3,13 @@ module.exports = {
   forbidden: [
     {
       name: "models-stay-pure",
-      comment: "models/ holds the domain: it never imports infrastructure (moleculer, mongodb, nats, ioredis, node:sqlite) nor other layers.",
+      comment:
+        "models/ holds the domain: it never imports infrastructure (moleculer, mongodb, nats, ioredis, node:sqlite) nor other layers.",
       severity: "error",
       from: { path: "^models/" },
-      to: { path: "(^node_modules/(moleculer|moleculer-[a-z]+|mongodb|nats|ioredis|opossum|mingo)/)|^(lib|services|mixins|bin)/|^node:sqlite$|^sqlite$" },
+      to: {
+        path: "(^node_modules/(moleculer|moleculer-[a-z]+|mongodb|nats|ioredis|opossum|mingo)/)|^(lib|services|mixins|bin)/|^node:sqlite$|^sqlite$",
+      },
     },
     {
       name: "lib-below-services",

@@ -6,8 +6,11 @@
  *   driver re-runs the callback on TransientTransactionError, as the port allows.
  * - Multi-document auto-commit writes (`insertMany`, `updateMany`) run in a transaction of their
  *   own, so they are all-or-nothing on both adapters.
- * - Duplicate keys (code 11000) become `DuplicateKeyError`; every query goes through the same
- *   subset validation as the embedded engine.
+ * - Duplicate keys (code 11000) become `DuplicateKeyError`, type mismatches in updates
+ *   `InvalidDocumentError`; every query and document goes through the same subset validation as
+ *   the embedded engine.
+ * - An operation that fails inside a transaction aborts it even when the body catches the error
+ *   (the server has aborted it anyway); the first such error is rethrown when the body ends.
  * - A replica set (or sharded cluster) is required: transactions do not exist on a standalone server.
  */
 import {
@@ -20,12 +23,21 @@ import {
   type Filter as MongoFilter,
   type UpdateFilter,
 } from "mongodb";
-import { DuplicateKeyError, TransactionConflictError, UnavailableError, AdapterClosedError } from "../errors";
+import {
+  AdapterClosedError,
+  DuplicateKeyError,
+  InvalidDocumentError,
+  TransactionConflictError,
+  UnavailableError,
+} from "../errors";
 import {
   assertSupportedFilter,
+  assertSupportedIndexSpec,
   assertSupportedProjection,
   assertSupportedSort,
   assertSupportedUpdate,
+  assertValidDocument,
+  isPlainObject,
 } from "./query-subset";
 import type {
   Collection,
@@ -74,6 +86,8 @@ export class MongoDocumentStore implements DocumentStore {
       connectTimeoutMS: timeout,
       writeConcern: { w: "majority" },
       retryWrites: true,
+      // `undefined` fields are dropped, as the embedded engine does.
+      ignoreUndefined: true,
     });
   }
 
@@ -101,7 +115,7 @@ export class MongoDocumentStore implements DocumentStore {
   }
 
   async createIndex(collection: string, spec: IndexSpec): Promise<string> {
-    if (spec.partialFilterExpression !== undefined) assertSupportedFilter(spec.partialFilterExpression);
+    assertSupportedIndexSpec(spec);
     try {
       return await this.database()
         .collection(collection)
@@ -132,11 +146,17 @@ export class MongoDocumentStore implements DocumentStore {
 
   /** Run `fn` in a transaction on an existing session. */
   inSession<R>(session: ClientSession, fn: (tx: Transaction) => Promise<R>): Promise<R> {
-    const tx: Transaction = {
-      collection: <T extends Doc = Doc>(name: string): Collection<T> =>
-        new MongoCollection<T>(this, name, session),
-    };
-    return session.withTransaction(() => fn(tx), TX_OPTIONS);
+    return session.withTransaction(async () => {
+      const attempt: TxAttempt = { session, failure: undefined };
+      const tx: Transaction = {
+        collection: <T extends Doc = Doc>(name: string): Collection<T> =>
+          new MongoCollection<T>(this, name, attempt),
+      };
+      const result = await fn(tx);
+      // the server aborted the transaction when an operation failed: never commit a body that swallowed that
+      if (attempt.failure !== undefined) throw attempt.failure;
+      return result;
+    }, TX_OPTIONS);
   }
 
   /** Run `fn` in a transaction unless a session is already open. */
@@ -181,12 +201,22 @@ export class MongoDocumentStore implements DocumentStore {
   }
 }
 
+/** One run of a transaction body: its session and the first operation error, if any. */
+interface TxAttempt {
+  session: ClientSession;
+  failure: unknown;
+}
+
 class MongoCollection<T extends Doc> implements Collection<T> {
+  private readonly session: ClientSession | undefined;
+
   constructor(
     private readonly store: MongoDocumentStore,
     readonly name: string,
-    private readonly session: ClientSession | undefined,
-  ) {}
+    private readonly attempt: TxAttempt | undefined,
+  ) {
+    this.session = attempt?.session;
+  }
 
   private get raw(): MongoRawCollection<StoredDoc> {
     return this.store.database().collection<StoredDoc>(this.name);
@@ -197,6 +227,7 @@ class MongoCollection<T extends Doc> implements Collection<T> {
   }
 
   async insertOne(doc: NewDoc<T>): Promise<InsertOneResult> {
+    assertValidDocument(doc);
     const withId = withGeneratedId(doc);
     await this.run(() => this.raw.insertOne(withId, this.opts));
     return { insertedId: withId._id };
@@ -204,6 +235,7 @@ class MongoCollection<T extends Doc> implements Collection<T> {
 
   async insertMany(docs: NewDoc<T>[]): Promise<InsertManyResult> {
     if (docs.length === 0) return { insertedIds: [] };
+    for (const doc of docs) assertValidDocument(doc);
     const withIds = docs.map(withGeneratedId);
     await this.run(() =>
       this.store.atomically(this.session, (session) =>
@@ -241,7 +273,7 @@ class MongoCollection<T extends Doc> implements Collection<T> {
     assertSupportedFilter(filter);
     assertSupportedUpdate(update);
     const result = await this.run(() =>
-      this.raw.updateOne(filter as MongoFilter<StoredDoc>, this.upsertable(update, options), {
+      this.raw.updateOne(filter as MongoFilter<StoredDoc>, upsertable(filter, update, options), {
         ...this.opts,
         upsert: options.upsert === true,
       }),
@@ -254,7 +286,7 @@ class MongoCollection<T extends Doc> implements Collection<T> {
     assertSupportedUpdate(update);
     const result = await this.run(() =>
       this.store.atomically(this.session, (session) =>
-        this.raw.updateMany(filter as MongoFilter<StoredDoc>, this.upsertable(update, options), {
+        this.raw.updateMany(filter as MongoFilter<StoredDoc>, upsertable(filter, update, options), {
           session,
           upsert: options.upsert === true,
         }),
@@ -273,7 +305,7 @@ class MongoCollection<T extends Doc> implements Collection<T> {
     if (options.sort !== undefined) assertSupportedSort(options.sort);
     if (options.projection !== undefined) assertSupportedProjection(options.projection);
     const result = await this.run(() =>
-      this.raw.findOneAndUpdate(filter as MongoFilter<StoredDoc>, this.upsertable(update, options), {
+      this.raw.findOneAndUpdate(filter as MongoFilter<StoredDoc>, upsertable(filter, update, options), {
         ...this.opts,
         upsert: options.upsert === true,
         returnDocument: options.returnDocument ?? "before",
@@ -296,23 +328,38 @@ class MongoCollection<T extends Doc> implements Collection<T> {
     return { deletedCount: result.deletedCount };
   }
 
-  /** An upsert must insert a string `_id`, as every document of the port has one. */
-  private upsertable(update: Update, options: UpdateOptions): UpdateFilter<StoredDoc> {
-    if (options.upsert !== true) return update as UpdateFilter<StoredDoc>;
-    const setOnInsert = (update.$setOnInsert ?? {}) as Record<string, unknown>;
-    if ("_id" in setOnInsert) return update as UpdateFilter<StoredDoc>;
-    return { ...update, $setOnInsert: { ...setOnInsert, _id: newId() } } as UpdateFilter<StoredDoc>;
-  }
-
-  /** Duplicate keys become DuplicateKeyError; transient errors stay as they are so withTransaction retries. */
+  /**
+   * Port errors for server errors (duplicate key, type mismatch); transient errors stay as they
+   * are so withTransaction retries. Inside a transaction the first failure is remembered.
+   */
   private async run<R>(op: () => Promise<R>): Promise<R> {
     try {
       return await op();
     } catch (err) {
-      if (isDuplicateKey(err)) throw duplicateKey(err, this.name);
-      throw err;
+      const mapped = isDuplicateKey(err) ? duplicateKey(err, this.name) : invalidDocument(err);
+      if (this.attempt !== undefined) this.attempt.failure ??= mapped;
+      throw mapped;
     }
   }
+}
+
+/** An upsert must insert a string `_id` (as every document of the port has one) unless the filter fixes it. */
+function upsertable(filter: Filter, update: Update, options: UpdateOptions): UpdateFilter<StoredDoc> {
+  if (options.upsert !== true) return update as UpdateFilter<StoredDoc>;
+  const setOnInsert = (update.$setOnInsert ?? {}) as Record<string, unknown>;
+  const idInFilter = typeof filter._id === "string" || (isPlainObject(filter._id) && "$eq" in filter._id);
+  if (idInFilter || "_id" in setOnInsert) return update as UpdateFilter<StoredDoc>;
+  return { ...update, $setOnInsert: { ...setOnInsert, _id: newId() } } as UpdateFilter<StoredDoc>;
+}
+
+/** Server codes for updates that do not fit the document: $inc on a string, $push on a non-array, … */
+const INVALID_DOCUMENT_CODES = new Set([2, 14, 28, 171]);
+
+function invalidDocument(err: unknown): unknown {
+  if (err instanceof MongoServerError && typeof err.code === "number" && INVALID_DOCUMENT_CODES.has(err.code)) {
+    return new InvalidDocumentError(err.message, { codeName: err.codeName });
+  }
+  return err;
 }
 
 function newId(): string {
