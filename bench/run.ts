@@ -2,9 +2,13 @@
  * `npm run bench [-- <name>…]`: runs the named benchmarks (default: all) one after another and
  * prints each report. Figures are recorded in docs/benchmarks.md.
  */
-const BENCHMARKS: Record<string, () => Promise<{ run(): Promise<void> }>> = {
-  store: () => import("./store.bench"),
-  bus: () => import("./bus.bench"),
+import { cpus } from "node:os";
+import { run as busBenchmark } from "./bus.bench";
+import { run as storeBenchmark } from "./store.bench";
+
+const BENCHMARKS: Record<string, () => Promise<void>> = {
+  store: storeBenchmark,
+  bus: busBenchmark,
 };
 
 async function main(names: string[]): Promise<void> {
@@ -14,14 +18,8 @@ async function main(names: string[]): Promise<void> {
     console.error(`unknown benchmark ${unknown.join(", ")}; known: ${Object.keys(BENCHMARKS).join(", ")}`);
     process.exit(64);
   }
-  console.log(
-    `ordermesh benchmarks on Node ${process.version}, ${(await import("node:os")).cpus().length} cores`,
-  );
-  for (const name of selected) {
-    const load = BENCHMARKS[name];
-    if (load === undefined) continue;
-    await (await load()).run();
-  }
+  console.log(`ordermesh benchmarks on Node ${process.version}, ${cpus().length} cores`);
+  for (const name of selected) await BENCHMARKS[name]?.();
 }
 
 main(process.argv.slice(2)).then(

@@ -356,7 +356,11 @@ function upsertable(filter: Filter, update: Update, options: UpdateOptions): Upd
 const INVALID_DOCUMENT_CODES = new Set([2, 14, 28, 171]);
 
 function invalidDocument(err: unknown): unknown {
-  if (err instanceof MongoServerError && typeof err.code === "number" && INVALID_DOCUMENT_CODES.has(err.code)) {
+  if (
+    err instanceof MongoServerError &&
+    typeof err.code === "number" &&
+    INVALID_DOCUMENT_CODES.has(err.code)
+  ) {
     return new InvalidDocumentError(err.message, { codeName: err.codeName });
   }
   return err;
