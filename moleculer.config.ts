@@ -69,7 +69,6 @@ function loggerConfig(config: Config): LoggerConfig {
       pino: {
         options: {
           level: config.logLevel,
-          base: { ns: config.namespace },
           ...(pretty
             ? {
                 transport: {

@@ -40,8 +40,8 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
         path: "/",
         mappingPolicy: "restrict",
         aliases: {
-          "GET livez": "gateway.livez",
-          "GET readyz": "gateway.readyz",
+          "GET /livez": "gateway.livez",
+          "GET /readyz": "gateway.readyz",
         },
         bodyParsers: { json: false, urlencoded: false },
       },
@@ -73,14 +73,14 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
   // ── actions ────────────────────────────────────────────────────────────
   actions: {
     livez: {
-      visibility: "public",
+      visibility: "published",
       handler(): { status: "ok" } {
         return { status: "ok" };
       },
     },
 
     readyz: {
-      visibility: "public",
+      visibility: "published",
       async handler(ctx: Context<unknown, { $statusCode?: number }>) {
         const checks: Record<string, ReadinessCheck> = {};
         checks.broker = { ok: this.broker.started && this.accepting === true };
@@ -93,10 +93,19 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
             checks[name] = { ok: false, error: message(err) };
           }
         };
+        const available = new Set(
+          (this.broker.registry.getServiceList({ onlyAvailable: true }) as { name: string }[]).map(
+            (svc) => svc.name,
+          ),
+        );
         await Promise.all([
           ping("bus", this.bus),
           ping("kv", this.kv),
           ...this.config.requiredServices.map(async (service) => {
+            if (!available.has(service)) {
+              checks[service] = { ok: false, error: "no instance has joined" };
+              return;
+            }
             try {
               const report = await ctx.call<HealthReport, Record<string, never>>(
                 `${service}.health`,
