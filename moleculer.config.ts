@@ -73,7 +73,13 @@ function loggerConfig(config: Config): LoggerConfig {
             ? {
                 transport: {
                   target: "pino-pretty",
-                  options: { colorize: true, translateTime: "SYS:HH:MM:ss.l" },
+                  options: {
+                    colorize: true,
+                    singleLine: true,
+                    translateTime: "SYS:HH:MM:ss.l",
+                    ignore: "pid,hostname,ns,nodeID,mod,svc",
+                    messageFormat: "{nodeID} {mod}: {msg}",
+                  },
                 },
               }
             : {}),
