@@ -32,7 +32,14 @@ export function printReport(title: string, rows: Measurement[], baseline?: strin
   const base = baseline === undefined ? undefined : rows.find((r) => r.name === baseline);
   console.log(`\n== ${title}`);
   console.log(
-    ["case".padEnd(44), "ops".padStart(8), "ops/s".padStart(10), "p50 ms".padStart(8), "p99 ms".padStart(8), "vs base".padStart(8)].join(" "),
+    [
+      "case".padEnd(44),
+      "ops".padStart(8),
+      "ops/s".padStart(10),
+      "p50 ms".padStart(8),
+      "p99 ms".padStart(8),
+      "vs base".padStart(8),
+    ].join(" "),
   );
   for (const r of rows) {
     const lat = r.latenciesMs ?? [];
@@ -53,7 +60,8 @@ export function printReport(title: string, rows: Measurement[], baseline?: strin
 /** A progress line on stderr for long runs (overwritten in place on a TTY). */
 export function progress(label: string, done: number, total: number): void {
   if (!process.stderr.isTTY) {
-    if (done === total || done % Math.max(1, Math.floor(total / 4)) === 0) process.stderr.write(`${label}: ${done}/${total}\n`);
+    if (done === total || done % Math.max(1, Math.floor(total / 4)) === 0)
+      process.stderr.write(`${label}: ${done}/${total}\n`);
     return;
   }
   process.stderr.write(`\r${label}: ${done}/${total}${done === total ? "\n" : ""}`);

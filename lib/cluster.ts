@@ -8,7 +8,7 @@ import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config, ServiceName } from "./config";
-import { startNatsProcess, type NatsProcess } from "./testing/nats-process";
+import { startNatsProcess, type NatsProcess } from "./local-servers/nats-process";
 
 export interface ClusterState {
   natsServers: string[];

@@ -9,7 +9,11 @@ export class OrdermeshError extends Error {
   readonly retryable: boolean;
   readonly data: Record<string, unknown> | undefined;
 
-  constructor(code: string, message: string, options: { retryable?: boolean; data?: Record<string, unknown>; cause?: unknown } = {}) {
+  constructor(
+    code: string,
+    message: string,
+    options: { retryable?: boolean; data?: Record<string, unknown>; cause?: unknown } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = new.target.name;
     this.code = code;

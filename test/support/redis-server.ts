@@ -2,7 +2,7 @@
  * A `redis-server` of the test's own on a free port. Guard suites with `redisServerBinary.describe`:
  * it skips loudly when the binary is missing (fails under CI=true).
  */
-import { startRedisProcess } from "../../lib/testing/redis-process";
+import { startRedisProcess } from "../../lib/local-servers/redis-process";
 import { requireBinary } from "./infra";
 
 export const redisServerBinary = requireBinary("redis-server", "apt-get install redis-server");
