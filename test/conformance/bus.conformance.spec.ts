@@ -17,16 +17,14 @@ import { InProcessEventBus } from "../../lib/bus/inprocess.adapter";
 import { JetStreamEventBus } from "../../lib/bus/jetstream.adapter";
 import { createEventBus } from "../../lib/bus";
 import { nats, startNatsServer, type NatsServerHandle } from "../support/nats-server";
+import { waitFor as waitUntil } from "../support/wait";
 
 // ---------------------------------------------------------------- helpers
 
 /** Poll `condition` every 10 ms until it holds; fail with `what` after `timeoutMs`. */
-async function waitFor(condition: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
+/** The shared poller, with this suite's argument order and its longer default. */
+function waitFor(condition: () => boolean, timeoutMs = 10_000, what = "condition"): Promise<void> {
+  return waitUntil(what, condition, timeoutMs);
 }
 
 /** A quiet period for negative checks ("nothing more arrives"), never used to synchronise. */

@@ -8,16 +8,9 @@ import { RedisKeyValueStore } from "../../lib/kv/redis.adapter";
 import type { Requirement } from "../support/infra";
 import { freePort } from "../support/ports";
 import { redisServerBinary, startRedisServer, type RedisServer } from "../support/redis-server";
+import { waitFor } from "../support/wait";
 
 /** Polls `condition` until it holds; fails naming `what` after `timeoutMs`. */
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** The promise's own outcome, or a rejection saying it was still pending after `ms`. */
 async function settleWithin<T>(promise: Promise<T>, ms: number): Promise<T> {

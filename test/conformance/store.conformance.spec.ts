@@ -15,16 +15,9 @@ import { EmbeddedDocumentStore } from "../../lib/store/embedded/embedded.adapter
 import type { EmbeddedStoreOptions } from "../../lib/store/embedded/embedded.adapter";
 import { MongoDocumentStore } from "../../lib/store/mongodb.adapter";
 import type { Collection, Doc, DocumentStore, Filter, Transaction } from "../../lib/store/store.port";
+import { waitFor } from "../support/wait";
 
 /** Polls `condition` until it holds; fails naming `what` after `timeoutMs`. */
-async function waitFor(what: string, condition: () => Promise<boolean>, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    if (await condition()) return;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
 
 /** A promise and the function that resolves it. */
 function deferred<T = void>(): { promise: Promise<T>; resolve: (value: T) => void } {
