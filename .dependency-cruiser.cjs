@@ -29,6 +29,6 @@ module.exports = {
     doNotFollow: { path: "node_modules" },
     tsPreCompilationDeps: true,
     tsConfig: { fileName: "tsconfig.json" },
-    exclude: { path: "^(dist|node_modules|test|bench)/" },
+    exclude: { path: "^(dist|test|bench)/" },
   },
 };
