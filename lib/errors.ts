@@ -93,3 +93,20 @@ export class ConfigError extends OrdermeshError {
     super("INVALID_CONFIG", `${variable}: ${message}`, { data: { variable } });
   }
 }
+
+/** An event that does not fit the catalog (unknown type or version, payload off its schema). */
+export class InvalidEventError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>) {
+    super("INVALID_EVENT", message, { data });
+  }
+}
+
+/**
+ * Thrown by an event handler when retrying cannot help (the event contradicts the state it meets):
+ * the message is dead-lettered at once instead of being redelivered.
+ */
+export class PermanentError extends OrdermeshError {
+  constructor(message: string, data?: Record<string, unknown>, cause?: unknown) {
+    super("PERMANENT_FAILURE", message, { data, cause });
+  }
+}
