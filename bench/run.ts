@@ -4,11 +4,13 @@
  */
 import { cpus } from "node:os";
 import { run as busBenchmark } from "./bus.bench";
+import { run as outboxBenchmark } from "./outbox.bench";
 import { run as storeBenchmark } from "./store.bench";
 
 const BENCHMARKS: Record<string, () => Promise<void>> = {
   store: storeBenchmark,
   bus: busBenchmark,
+  outbox: outboxBenchmark,
 };
 
 async function main(names: string[]): Promise<void> {

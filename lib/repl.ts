@@ -110,7 +110,7 @@ export function replCommands(): ReplCommand[] {
             rows.push([
               service,
               l._id,
-              l.type ?? l.envelope?.type ?? "?",
+              l.subscription ?? l.envelope?.type ?? "?",
               String(l.deliveryCount ?? ""),
               l.status ?? "",
               isoOf(l.deadAt),
@@ -190,7 +190,7 @@ interface OutboxDeadRow {
 
 interface DeadLetterLike {
   _id: string;
-  type?: string;
+  subscription?: string;
   envelope?: { type?: string };
   deliveryCount?: number;
   status?: string;

@@ -96,6 +96,11 @@ export function subjectOf(type: EventType): string {
 
 const TRACEPARENT = /^[0-9a-f]{2}-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$/;
 
+/** Whether `value` has the form of a W3C `traceparent` header, as the envelope requires. */
+export function isTraceparent(value: unknown): value is string {
+  return typeof value === "string" && TRACEPARENT.test(value);
+}
+
 const envelopeShape = object({
   id: string({ minLength: 1, maxLength: 128 }),
   type: literal(...EVENT_TYPES),
