@@ -3,13 +3,16 @@
  * - a producer killed mid-stream, with no relay running: a relay started later on the same store
  *   file publishes every event it committed (JetStream: each exactly once in the stream);
  * - a relay killed after the bus acknowledged an event and before it marked the row: the row is
- *   still pending, the next relay publishes it again, and JetStream's duplicate window drops the copy.
+ *   still pending, the next relay publishes it again, and JetStream's duplicate window drops the copy;
+ * - both crashes in a row, then a relay and an inbox consumer: every event's side effect happens
+ *   exactly once in the consumer's store.
  */
 import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EventBus } from "../../lib/bus/bus.port";
+import { InboxConsumer } from "../../lib/inbox/inbox.consumer";
 import type { OutboxRow } from "../../lib/outbox/outbox";
 import { OUTBOX_RELAY_DEFAULTS, OutboxRelay } from "../../lib/outbox/outbox.relay";
 import { EmbeddedDocumentStore } from "../../lib/store/embedded/embedded.adapter";
@@ -211,6 +214,69 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox under kill -9 wi
         expect(probe.acks.get(acked)?.map((a) => a.duplicate)).toEqual([false]);
         expect(recorder.ids()).toContain(acked);
       }
+    });
+
+    it("after a producer crash and a relay crash, each event's side effect happens exactly once in the consumer", async () => {
+      const file = join(dir, `once-${counter++}.db`);
+      const producer = startChild(["produce", file]);
+      await producer.printed("ready", 1);
+      await producer.printed("committed", 100 + Math.floor(Math.random() * 100));
+      await producer.kill();
+
+      const server = fixture.server();
+      const relayChild = startChild(["relay", file, server?.url ?? "-", "7"]);
+      expect((await relayChild.exited).signal).toBe("SIGKILL");
+      const [acked] = relayChild.lines("acked");
+      if (acked === undefined)
+        throw new Error("the relay child died without reporting the acknowledged event");
+
+      const store = await openStore(file);
+      const rows = await outboxRows(store);
+      expect(rows.get(acked)?.status).toBe("pending");
+      const consumerStore = await openStore(join(dir, `once-consumer-${counter++}.db`));
+      const bus = await openBus();
+      const consumer = new InboxConsumer({
+        store: consumerStore,
+        bus,
+        consumer: "effects",
+        subscriptions: {
+          "order.paid": {
+            async handler(event, tx) {
+              const { orderId } = event.payload as { orderId: string };
+              await tx
+                .collection("effects")
+                .updateOne({ _id: orderId }, { $inc: { count: 1 } }, { upsert: true });
+            },
+          },
+        },
+      });
+      await consumer.start();
+      cleanup.push(() => consumer.stop());
+      const later = (): number => Date.now() + OUTBOX_RELAY_DEFAULTS.leaseMs + 1_000;
+      await startRelay(new OutboxRelay({ store, bus, owner: "restarted", pollIntervalMs: 50, now: later }));
+
+      // the stream may also hold earlier tests' events, which this new durable receives too: look at ours
+      const ours = new Set([...rows.values()].map((r) => r.aggregateId));
+      const effectsOfOurs = async (): Promise<{ _id: string; count: number }[]> =>
+        (await consumerStore.collection<{ _id: string; count: number }>("effects").find({})).filter((e) =>
+          ours.has(e._id),
+        );
+      await waitFor(
+        `${ours.size} side effects`,
+        async () => (await effectsOfOurs()).length === ours.size,
+        30_000,
+      );
+      await waitFor(
+        "every row published",
+        async () => (await countByStatus(store, "published")) === rows.size,
+        20_000,
+      );
+      const effects = await effectsOfOurs();
+      expect(effects.filter((e) => e.count !== 1)).toEqual([]);
+      expect(new Set(effects.map((e) => e._id))).toEqual(ours);
+      const stats = (await consumer.stats()).subscriptions["order.paid"];
+      expect(stats?.processed).toBeGreaterThanOrEqual(rows.size);
+      expect(stats?.deadLettered).toBe(0);
     });
   });
 });
