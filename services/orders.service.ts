@@ -1,13 +1,16 @@
 /**
- * orders service. It owns the `orders` document store and talks to the event bus; its domain
- * actions and subscriptions are built on this shell. Today it answers `orders.health`.
+ * orders service. It owns the `orders` document store, publishes its events through the outbox and
+ * consumes others' through the inbox; its domain actions and subscriptions are built on this shell.
+ * Today it answers `orders.health` and the outbox and dead-letter actions the REPL uses.
  */
 import type { ServiceSchema } from "moleculer";
+import { InboxMixin } from "../mixins/inbox.mixin";
 import { InfrastructureMixin } from "../mixins/infrastructure.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
 
 const OrdersService: ServiceSchema = {
   name: "orders",
-  mixins: [InfrastructureMixin({ store: true, bus: true })],
+  mixins: [InfrastructureMixin({ store: true, bus: true }), OutboxMixin(), InboxMixin()],
 };
 
 export default OrdersService;

@@ -1,13 +1,16 @@
 /**
- * payments service. It owns the `payments` document store and talks to the event bus; its domain
- * actions and subscriptions are built on this shell. Today it answers `payments.health`.
+ * payments service. It owns the `payments` document store, publishes its events through the outbox and
+ * consumes others' through the inbox; its domain actions and subscriptions are built on this shell.
+ * Today it answers `payments.health` and the outbox and dead-letter actions the REPL uses.
  */
 import type { ServiceSchema } from "moleculer";
+import { InboxMixin } from "../mixins/inbox.mixin";
 import { InfrastructureMixin } from "../mixins/infrastructure.mixin";
+import { OutboxMixin } from "../mixins/outbox.mixin";
 
 const PaymentsService: ServiceSchema = {
   name: "payments",
-  mixins: [InfrastructureMixin({ store: true, bus: true })],
+  mixins: [InfrastructureMixin({ store: true, bus: true }), OutboxMixin(), InboxMixin()],
 };
 
 export default PaymentsService;
