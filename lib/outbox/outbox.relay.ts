@@ -153,6 +153,8 @@ export class OutboxRelay {
   private waiter: { reason: "work" | "room"; resolve: () => void } | undefined;
   private retryTimer: { at: number; timer: NodeJS.Timeout } | undefined;
   private renewTimer: NodeJS.Timeout | undefined;
+  /** Stops the store's insert watch (MongoDB change stream), when the store has one. */
+  private unwatch: (() => Promise<void>) | undefined;
   private renewing = false;
 
   private readonly counters = { published: 0, publishFailures: 0, dead: 0 };
@@ -208,6 +210,14 @@ export class OutboxRelay {
     );
     this.renewTimer.unref();
     this.loopDone = this.loop();
+    if (this.store.watchInserts !== undefined) {
+      // rows committed by other instances wake this relay too (MongoDB change stream); polling stays the fallback
+      try {
+        this.unwatch = await this.store.watchInserts(OUTBOX_COLLECTION, () => this.wake());
+      } catch (err) {
+        this.logger.warn(`[outbox] relay ${this.owner}: no change stream, polling only`, err);
+      }
+    }
     this.logger.info(`[outbox] relay ${this.owner} started`);
   }
 
@@ -237,6 +247,9 @@ export class OutboxRelay {
 
   private async shutDown(): Promise<void> {
     this.state = "stopping";
+    const unwatch = this.unwatch;
+    this.unwatch = undefined;
+    await unwatch?.().catch(() => undefined);
     this.clearRetryTimer();
     this.signal("work");
     this.signal("room");

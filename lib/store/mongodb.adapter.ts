@@ -173,6 +173,18 @@ export class MongoDocumentStore implements DocumentStore {
     }
   }
 
+  async watchInserts(collection: string, onInsert: () => void): Promise<() => Promise<void>> {
+    const stream = this.database()
+      .collection(collection)
+      .watch([{ $match: { operationType: "insert" } }], { fullDocument: "default" });
+    stream.on("change", () => onInsert());
+    // The driver resumes on resumable errors; any other ends the stream, and the caller's polling carries on.
+    stream.on("error", () => undefined);
+    return async () => {
+      await stream.close();
+    };
+  }
+
   async ping(): Promise<void> {
     try {
       await this.database().command({ ping: 1 });

@@ -114,6 +114,13 @@ export interface DocumentStore {
   createIndex(collection: string, spec: IndexSpec): Promise<string>;
   /** Run `fn` in an ACID transaction; retried on conflict, so `fn` may run more than once. */
   transaction<R>(fn: (tx: Transaction) => Promise<R>, options?: TransactionOptions): Promise<R>;
+  /**
+   * Optional: call `onInsert` whenever anyone — another process included — inserts into
+   * `collection`; resolves to a function that stops watching. MongoDB implements it with a change
+   * stream. The embedded engine does not: its file is locked to one process, whose own commits the
+   * caller already sees. Best effort: callers keep polling as the fallback.
+   */
+  watchInserts?(collection: string, onInsert: () => void): Promise<() => Promise<void>>;
   /** Resolves when the store answers; throws `UnavailableError` otherwise. */
   ping(): Promise<void>;
   /** Flush and release; later calls throw `AdapterClosedError`. Idempotent. */

@@ -17,7 +17,8 @@ import {
 } from "../../lib/outbox/outbox";
 import { OutboxRelay, type OutboxRelayOptions } from "../../lib/outbox/outbox.relay";
 import { EmbeddedDocumentStore, type EmbeddedStoreOptions } from "../../lib/store/embedded/embedded.adapter";
-import type { DocumentStore } from "../../lib/store/store.port";
+import type { Doc, DocumentStore } from "../../lib/store/store.port";
+import { InProcessEventBus } from "../../lib/bus/inprocess.adapter";
 import {
   ProbeBus,
   commitOne,
@@ -451,5 +452,59 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
       clock = at + 61_000;
       expect(await r.stats()).toMatchObject({ publishedLastMinute: 0, counters: { published: 2 } });
     });
+  });
+});
+
+describe("outbox relay with a store that reports inserts (MongoDB change streams)", () => {
+  it("wakes on inserts made elsewhere, long before its next poll, and stops watching when it stops", async () => {
+    const dir = mkdtempSync(join(tmpdir(), "ordermesh-outbox-watch-"));
+    const embedded = new EmbeddedDocumentStore({ file: join(dir, "s.db") });
+    await embedded.open();
+    let onInsert: (() => void) | undefined;
+    let watched: string | undefined;
+    let unwatched = 0;
+    // the embedded engine with the optional watch of the port, driven by the test
+    const store: DocumentStore = {
+      kind: embedded.kind,
+      open: () => embedded.open(),
+      collection: <T extends Doc = Doc>(name: string) => embedded.collection<T>(name),
+      createIndex: (collection, spec) => embedded.createIndex(collection, spec),
+      transaction: (fn, options) => embedded.transaction(fn, options),
+      ping: () => embedded.ping(),
+      close: () => embedded.close(),
+      async watchInserts(collection: string, callback: () => void) {
+        watched = collection;
+        onInsert = callback;
+        return async () => {
+          unwatched += 1;
+        };
+      },
+    };
+    const bus = new InProcessEventBus();
+    await bus.open();
+    const recorder = await recordDeliveries(bus);
+    const seeded = await commitOne(embedded, "seeded");
+    const relay = new OutboxRelay({ store, bus, owner: "watcher", pollIntervalMs: 600_000 });
+    await relay.start();
+    try {
+      expect(watched).toBe(OUTBOX_COLLECTION);
+      await waitFor(
+        "the seeded row published by the start-up pass",
+        () => recorder.ids().includes(seeded),
+        5000,
+      );
+      // a commit by "another instance": nothing wakes this relay but the store's notice
+      const id = await commitOne(embedded, "elsewhere");
+      await new Promise((resolve) => setTimeout(resolve, 300)); // quiet period: it must not be sent yet
+      expect(recorder.ids()).not.toContain(id);
+      onInsert?.();
+      await waitFor("the row published after the insert notice", () => recorder.ids().includes(id), 5000);
+    } finally {
+      await relay.stop();
+      await bus.close();
+      await embedded.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
+    expect(unwatched).toBe(1);
   });
 });
