@@ -30,6 +30,7 @@ import {
   type NewEvent,
 } from "../lib/outbox/outbox";
 import { InboxConsumer } from "../lib/inbox/inbox.consumer";
+import { orderPaidEvent } from "../test/fixtures/events";
 import { OutboxRelay } from "../lib/outbox/outbox.relay";
 import { EmbeddedDocumentStore } from "../lib/store/embedded/embedded.adapter";
 import { nowMs, percentile, printReport, progress, throughput, type Measurement } from "./report";
@@ -48,19 +49,7 @@ function intFromEnv(name: string, fallback: number): number {
   return Number.isInteger(value) && value > 0 ? value : fallback;
 }
 
-function event(n: string): NewEvent<"order.paid"> {
-  return {
-    type: "order.paid",
-    aggregateType: "order",
-    aggregateId: `ord-${n}`,
-    payload: {
-      orderId: `ord-${n}`,
-      customerId: "cus-1",
-      paymentId: `pay-${n}`,
-      total: { minor: 1999, currency: "USD" },
-    },
-  };
-}
+const event = (n: string): NewEvent<"order.paid"> => orderPaidEvent(n);
 
 /** How events enter a pipeline: as fast as `PRODUCERS` concurrent producers go, or at a fixed rate. */
 type Load = { kind: "full"; count: number } | { kind: "paced"; rate: number; seconds: number };

@@ -16,6 +16,7 @@ import type { EventBus } from "../../lib/bus/bus.port";
 import { InProcessEventBus } from "../../lib/bus/inprocess.adapter";
 import { JetStreamEventBus } from "../../lib/bus/jetstream.adapter";
 import { runOutboxTransaction } from "../../lib/outbox/outbox";
+import { orderPaidEvent } from "../fixtures/events";
 import { OutboxRelay } from "../../lib/outbox/outbox.relay";
 import { EmbeddedDocumentStore } from "../../lib/store/embedded/embedded.adapter";
 
@@ -33,17 +34,7 @@ async function produce(store: EmbeddedDocumentStore): Promise<never> {
       const n = `${process.pid}-${next++}`;
       const id = await runOutboxTransaction(store, async (tx) => {
         await tx.collection("orders").insertOne({ _id: `ord-${n}`, status: "PAID" });
-        const envelope = await tx.publish({
-          type: "order.paid",
-          aggregateType: "order",
-          aggregateId: `ord-${n}`,
-          payload: {
-            orderId: `ord-${n}`,
-            customerId: "cus-1",
-            paymentId: `pay-${n}`,
-            total: { minor: 1999, currency: "USD" },
-          },
-        });
+        const envelope = await tx.publish(orderPaidEvent(n));
         return envelope.id;
       });
       say(`committed ${id}`);

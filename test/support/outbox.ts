@@ -8,30 +8,13 @@ import type { Delivery, EventBus, OutgoingMessage, PublishAck, Subscription } fr
 import { InProcessEventBus } from "../../lib/bus/inprocess.adapter";
 import { JetStreamEventBus } from "../../lib/bus/jetstream.adapter";
 import { PublishFailedError } from "../../lib/errors";
-import {
-  OUTBOX_COLLECTION,
-  runOutboxTransaction,
-  type NewEvent,
-  type OutboxRow,
-} from "../../lib/outbox/outbox";
+import { OUTBOX_COLLECTION, runOutboxTransaction, type OutboxRow } from "../../lib/outbox/outbox";
 import type { DocumentStore } from "../../lib/store/store.port";
 import { nats, startNatsServer, type NatsServerHandle } from "./nats-server";
+import { orderPaidEvent } from "../fixtures/events";
 
 /** An `order.paid` event for order `n`. */
-export function orderPaid(n: number | string, occurredAt?: Date): NewEvent<"order.paid"> {
-  return {
-    type: "order.paid",
-    aggregateType: "order",
-    aggregateId: `ord-${n}`,
-    payload: {
-      orderId: `ord-${n}`,
-      customerId: "cus-1",
-      paymentId: `pay-${n}`,
-      total: { minor: 1999, currency: "USD" },
-    },
-    ...(occurredAt === undefined ? {} : { occurredAt }),
-  };
-}
+export const orderPaid = orderPaidEvent;
 
 /** One transaction: a state row in `orders` and its event; resolves with the event id. */
 export async function commitOne(
