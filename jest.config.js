@@ -5,6 +5,7 @@ const common = { testEnvironment: "node", transform, moduleFileExtensions: ["ts"
 module.exports = {
   // Integration suites start real servers; two cores are shared by them.
   maxWorkers: 2,
+  reporters: ["default", "<rootDir>/test/support/summary.reporter.js"],
   testTimeout: 30000,
   projects: [
     { ...common, displayName: "unit", testMatch: ["<rootDir>/test/unit/**/*.spec.ts"] },
