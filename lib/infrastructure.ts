@@ -93,8 +93,11 @@ export class Infrastructure {
     if (this.kvPromise !== undefined) pending.push(this.kvPromise);
     await Promise.all(
       pending.map(async (p) => {
+        // an adapter whose open() failed was already released by opened(): nothing to close
+        const adapter = await p.catch(() => undefined);
+        if (adapter === undefined) return;
         try {
-          await (await p).close();
+          await adapter.close();
         } catch (err) {
           this.logger.error("closing an adapter failed", err);
         }
