@@ -39,17 +39,10 @@ export const UPDATE_OPERATORS: ReadonlySet<string> = new Set([
   "$setOnInsert",
 ]);
 
-/** Operators allowed in a `$pull` condition on array elements. */
-const PULL_CONDITION_OPERATORS: ReadonlySet<string> = new Set([
-  "$eq",
-  "$ne",
-  "$gt",
-  "$gte",
-  "$lt",
-  "$lte",
-  "$in",
-  "$nin",
-]);
+/** Operators allowed in a `$pull` condition on array elements: the comparisons of a filter. */
+const PULL_CONDITION_OPERATORS: ReadonlySet<string> = new Set(
+  [...FIELD_OPERATORS].filter((op) => op !== "$exists" && op !== "$not"),
+);
 
 /** MongoDB's maximum nesting depth of a BSON document. */
 const MAX_DEPTH = 100;

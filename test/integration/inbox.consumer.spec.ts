@@ -36,6 +36,7 @@ import type { DocumentStore } from "../../lib/store/store.port";
 import { subjectOf, type EventEnvelope, type EventType } from "../../models/events";
 import { nats, startNatsServer, type NatsServerHandle } from "../support/nats-server";
 import { waitFor } from "../support/wait";
+import { paymentFailedEvent } from "../fixtures/events";
 
 // ---------------------------------------------------------------- helpers
 
@@ -664,17 +665,7 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
             backoffMs: [50],
             async handler(event, tx, info) {
               await handler(event, tx, info);
-              await tx.publish({
-                type: "payment.failed",
-                aggregateType: "payment",
-                aggregateId: `payment-${event.payload.orderId}`,
-                payload: {
-                  paymentId: `payment-${event.payload.orderId}`,
-                  orderId: event.payload.orderId,
-                  customerId: event.payload.customerId,
-                  reason: "card declined",
-                },
-              });
+              await tx.publish(paymentFailedEvent(event.payload.orderId, event.payload.customerId));
               if (info.deliveryCount === 1) throw new Error("crashed after publishing");
             },
           },

@@ -19,6 +19,7 @@ import { InboxMixin, type WithSubscriptions } from "../../mixins/inbox.mixin";
 import { InfrastructureMixin } from "../../mixins/infrastructure.mixin";
 import { subjectOf, type EventEnvelope } from "../../models/events";
 import { waitFor } from "../support/wait";
+import { paymentFailedEvent } from "../fixtures/events";
 
 let eventCounter = 0;
 
@@ -58,17 +59,7 @@ describe("inbox mixin", () => {
         async handler(event, tx) {
           if (refusing) throw new PermanentError(`${this.name} refuses ${event.payload.orderId}`);
           await tx.collection("seen").insertOne({ eventId: event.id, by: this.name });
-          await tx.publish({
-            type: "payment.failed",
-            aggregateType: "payment",
-            aggregateId: `payment-${event.payload.orderId}`,
-            payload: {
-              paymentId: `payment-${event.payload.orderId}`,
-              orderId: event.payload.orderId,
-              customerId: event.payload.customerId,
-              reason: "card declined",
-            },
-          });
+          await tx.publish(paymentFailedEvent(event.payload.orderId, event.payload.customerId));
         },
       },
     },
