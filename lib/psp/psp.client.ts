@@ -1,0 +1,311 @@
+/**
+ * Client of the payment provider (a Stripe-like subset: payment intents, refunds; the shipped
+ * simulator speaks it, lib/psp/psp.simulator.ts). Every call goes through a circuit breaker and
+ * carries its own timeout (`AbortSignal.timeout`).
+ *
+ * How answers are classified:
+ * | answer                                  | result                                   | counts against the breaker |
+ * |-----------------------------------------|------------------------------------------|----------------------------|
+ * | 2xx                                     | the object                               | no (success)               |
+ * | 402 card error on create                | `{ outcome: "declined", declineCode, … }` | no                         |
+ * | 429, 5xx, network error, timeout        | `PspUnavailableError` (PSP_UNAVAILABLE, retryable; `data.outcomeUnknown`) | yes |
+ * | other 4xx                               | `PspRequestError` (PSP_REJECTED, not retryable), the provider's error in `data` | no |
+ * | breaker open                            | `BreakerOpenError` (BREAKER_OPEN, retryable) | —                      |
+ *
+ * The client never retries: a caller retries where it is safe, which the `Idempotency-Key` makes
+ * true of creates and refunds (the provider answers a repeated key with the stored response).
+ */
+import type { Breaker, BreakerOptions } from "../breaker";
+import { OrdermeshError } from "../errors";
+import type { Money } from "../../models/money";
+
+/** A payment intent as the provider returns it. */
+export interface PaymentIntent {
+  id: string;
+  object: "payment_intent";
+  /** `processing` → `succeeded`; a decline leaves it in `requires_payment_method`. */
+  status: "processing" | "succeeded" | "requires_payment_method" | "canceled";
+  /** Integer minor units. */
+  amount: number;
+  currency: string;
+  payment_method: string;
+  metadata: Record<string, string>;
+  /** Unix seconds. */
+  created: number;
+  /** Why the last attempt to pay failed (declines). */
+  last_payment_error?: ProviderError;
+}
+
+/** A refund as the provider returns it. */
+export interface Refund {
+  id: string;
+  object: "refund";
+  status: "succeeded" | "pending" | "failed";
+  amount: number;
+  currency: string;
+  payment_intent: string;
+  created: number;
+}
+
+/** The `error` object of a provider's error answer. */
+export interface ProviderError {
+  type: string;
+  code?: string;
+  decline_code?: string;
+  message?: string;
+  payment_intent?: PaymentIntent;
+  [field: string]: unknown;
+}
+
+/** A webhook event as the provider posts it. */
+export interface PspEvent<T = PaymentIntent | Refund> {
+  id: string;
+  type: string;
+  /** Unix seconds. */
+  created: number;
+  data: { object: T };
+}
+
+/** What creating a payment intent led to. */
+export type ChargeOutcome =
+  | { outcome: "processing" | "succeeded"; intent: PaymentIntent }
+  | { outcome: "declined"; declineCode: string; message: string; intent?: PaymentIntent };
+
+export interface CreatePaymentIntentRequest {
+  /** Makes a retried create safe: the same key always yields the same intent. */
+  idempotencyKey: string;
+  amount: Money;
+  paymentMethod: string;
+  metadata?: Record<string, string>;
+}
+
+export interface CreateRefundRequest {
+  idempotencyKey: string;
+  paymentIntentId: string;
+  /** Defaults to what remains of the payment. */
+  amount?: Money;
+}
+
+export interface PspClientOptions {
+  /** Base URL of the provider, e.g. `http://127.0.0.1:4242`. */
+  baseUrl: string;
+  breaker: Breaker;
+  /** Each request is aborted after this long (default 4 000 ms, below the breaker's own 5 s). */
+  timeoutMs?: number;
+  /** Sent as `Authorization: Bearer <apiKey>` when set. */
+  apiKey?: string;
+  /** For tests; defaults to the global `fetch`. */
+  fetch?: typeof fetch;
+}
+
+/** The provider refused the request (4xx other than a decline); retrying the same request cannot help. */
+export class PspRequestError extends OrdermeshError {
+  constructor(message: string, data: { status: number; error: ProviderError | undefined; path: string }) {
+    super("PSP_REJECTED", message, { retryable: false, data });
+  }
+}
+
+/**
+ * The provider could not be reached or failed (5xx, 429, network, timeout). `data.outcomeUnknown` is
+ * false only when the request certainly did nothing (429 and 503 say so, a refused connection never
+ * delivered it); after a timeout, a reset or another 5xx the provider may have acted on it.
+ */
+export class PspUnavailableError extends OrdermeshError {
+  constructor(message: string, data: Record<string, unknown> & { outcomeUnknown: boolean }, cause?: unknown) {
+    super("PSP_UNAVAILABLE", message, { retryable: true, data, cause });
+  }
+}
+
+/** A card decline (HTTP 402): the provider working as intended. Mapped to the `declined` outcome. */
+export class CardDeclinedError extends OrdermeshError {
+  constructor(readonly error: ProviderError) {
+    super("CARD_DECLINED", error.message ?? "card declined", {
+      retryable: false,
+      data: { declineCode: error.decline_code ?? error.code ?? "declined" },
+    });
+  }
+}
+
+/** Codes that count against the provider's breaker: the provider down or slow, never its "no". */
+const BREAKER_FAILURE_CODES: ReadonlySet<string> = new Set(["PSP_UNAVAILABLE", "CALL_TIMEOUT", "ETIMEDOUT"]);
+
+/** Whether an error means the provider is unhealthy (only those open the breaker). */
+export function isPspFailure(err: unknown): boolean {
+  const code = (err as { code?: unknown } | null)?.code;
+  return typeof code === "string" && BREAKER_FAILURE_CODES.has(code);
+}
+
+/** Breaker settings for the payment provider. */
+export const pspBreakerOptions: Omit<BreakerOptions, "onStateChange"> & { name: "psp" } = {
+  name: "psp",
+  timeoutMs: 5000,
+  volumeThreshold: 5,
+  errorThresholdPercentage: 50,
+  resetTimeoutMs: 5000,
+  isFailure: isPspFailure,
+};
+
+const DEFAULT_TIMEOUT_MS = 4000;
+
+export class PspClient {
+  private readonly baseUrl: string;
+  private readonly breaker: Breaker;
+  private readonly timeoutMs: number;
+  private readonly apiKey: string | undefined;
+  private readonly fetch: typeof fetch;
+
+  constructor(options: PspClientOptions) {
+    this.baseUrl = options.baseUrl.replace(/\/+$/, "");
+    this.breaker = options.breaker;
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.apiKey = options.apiKey;
+    this.fetch = options.fetch ?? globalThis.fetch;
+    if (!Number.isInteger(this.timeoutMs) || this.timeoutMs < 1)
+      throw new RangeError(`PspClient timeoutMs must be a positive integer, got ${this.timeoutMs}`);
+  }
+
+  /** Charge: `processing` (confirmation follows by webhook), `succeeded`, or `declined`. */
+  async createPaymentIntent(request: CreatePaymentIntentRequest): Promise<ChargeOutcome> {
+    try {
+      const intent = (await this.request("POST", "/v1/payment_intents", request.idempotencyKey, {
+        amount: request.amount.minor,
+        currency: request.amount.currency,
+        payment_method: request.paymentMethod,
+        metadata: request.metadata ?? {},
+      })) as PaymentIntent;
+      return { outcome: intent.status === "succeeded" ? "succeeded" : "processing", intent };
+    } catch (err) {
+      if (err instanceof CardDeclinedError) {
+        return {
+          outcome: "declined",
+          declineCode: err.error.decline_code ?? err.error.code ?? "declined",
+          message: err.error.message ?? "card declined",
+          ...(err.error.payment_intent === undefined ? {} : { intent: err.error.payment_intent }),
+        };
+      }
+      throw err;
+    }
+  }
+
+  async getPaymentIntent(id: string): Promise<PaymentIntent> {
+    return (await this.requestNoDecline(
+      "GET",
+      `/v1/payment_intents/${encodeURIComponent(id)}`,
+    )) as PaymentIntent;
+  }
+
+  async createRefund(request: CreateRefundRequest): Promise<Refund> {
+    const body: Record<string, unknown> = { payment_intent: request.paymentIntentId };
+    if (request.amount !== undefined) body.amount = request.amount.minor;
+    return (await this.requestNoDecline("POST", "/v1/refunds", body, request.idempotencyKey)) as Refund;
+  }
+
+  /** A request where a 402 is not a decline outcome: it is a rejection like any other 4xx. */
+  private async requestNoDecline(
+    method: "GET" | "POST",
+    path: string,
+    body?: Record<string, unknown>,
+    idempotencyKey?: string,
+  ): Promise<unknown> {
+    try {
+      return await this.request(method, path, idempotencyKey, body);
+    } catch (err) {
+      if (err instanceof CardDeclinedError)
+        throw new PspRequestError(`${method} ${path}: ${err.message}`, {
+          status: 402,
+          error: err.error,
+          path,
+        });
+      throw err;
+    }
+  }
+
+  /** One HTTP exchange under the breaker, classified (see the table above). */
+  private request(
+    method: "GET" | "POST",
+    path: string,
+    idempotencyKey: string | undefined,
+    body?: Record<string, unknown>,
+  ): Promise<unknown> {
+    return this.breaker.fire(() => this.exchange(method, path, idempotencyKey, body));
+  }
+
+  private async exchange(
+    method: "GET" | "POST",
+    path: string,
+    idempotencyKey: string | undefined,
+    body: Record<string, unknown> | undefined,
+  ): Promise<unknown> {
+    const headers: Record<string, string> = { accept: "application/json" };
+    if (body !== undefined) headers["content-type"] = "application/json";
+    if (idempotencyKey !== undefined) headers["idempotency-key"] = idempotencyKey;
+    if (this.apiKey !== undefined) headers.authorization = `Bearer ${this.apiKey}`;
+    let response: Response;
+    let text: string;
+    try {
+      response = await this.fetch(`${this.baseUrl}${path}`, {
+        method,
+        headers,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(this.timeoutMs),
+      });
+      text = await response.text();
+    } catch (err) {
+      const timedOut = (err as { name?: unknown } | null)?.name === "TimeoutError";
+      const refused = (err as { cause?: { code?: unknown } } | null)?.cause?.code === "ECONNREFUSED";
+      throw new PspUnavailableError(
+        timedOut
+          ? `${method} ${path}: no answer within ${this.timeoutMs} ms`
+          : `${method} ${path}: ${describe(err)}`,
+        { path, timeout: timedOut, outcomeUnknown: !refused },
+        err,
+      );
+    }
+    const parsed = parseJson(text);
+    if (response.status >= 200 && response.status < 300) {
+      if (parsed === undefined || typeof parsed !== "object" || parsed === null)
+        throw new PspUnavailableError(`${method} ${path}: unreadable answer`, {
+          path,
+          status: response.status,
+          outcomeUnknown: true,
+        });
+      return parsed;
+    }
+    const error = errorOf(parsed);
+    if (response.status === 402 && error?.type === "card_error") throw new CardDeclinedError(error);
+    if (response.status === 429 || response.status >= 500) {
+      throw new PspUnavailableError(`${method} ${path}: provider answered ${response.status}`, {
+        path,
+        status: response.status,
+        error,
+        // "too many requests" and "unavailable" say the request was not handled
+        outcomeUnknown: response.status !== 429 && response.status !== 503,
+      });
+    }
+    throw new PspRequestError(
+      `${method} ${path}: provider refused (${response.status}${error?.code === undefined ? "" : ` ${error.code}`})`,
+      { status: response.status, error, path },
+    );
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
+}
+
+function errorOf(body: unknown): ProviderError | undefined {
+  const error = (body as { error?: unknown } | null | undefined)?.error;
+  if (typeof error !== "object" || error === null || typeof (error as { type?: unknown }).type !== "string")
+    return undefined;
+  return error as ProviderError;
+}
+
+function describe(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  const cause = (err as { cause?: unknown }).cause;
+  return cause instanceof Error ? `${err.message} (${cause.message})` : err.message;
+}
