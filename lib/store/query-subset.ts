@@ -50,8 +50,14 @@ const MAX_DEPTH = 100;
 /** A plain object (not an array, Date, Map, class instance …). */
 export function isPlainObject(value: unknown): value is Record<string, unknown> {
   if (typeof value !== "object" || value === null) return false;
-  const proto = Object.getPrototypeOf(value) as unknown;
-  return proto === Object.prototype || proto === null;
+  const proto = Object.getPrototypeOf(value) as { constructor?: unknown } | null;
+  if (proto === null || proto === Object.prototype) return true;
+  // an Object.prototype of another realm (structuredClone, vm contexts): same shape, other identity
+  return (
+    Object.getPrototypeOf(proto) === null &&
+    typeof proto.constructor === "function" &&
+    proto.constructor.name === "Object"
+  );
 }
 
 /** A non-empty plain object whose keys all start with `$`, e.g. `{ $gt: 1 }`. */
