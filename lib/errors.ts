@@ -110,3 +110,23 @@ export class PermanentError extends OrdermeshError {
     super("PERMANENT_FAILURE", message, { data, cause });
   }
 }
+
+/** A circuit breaker is open (or its half-open probe is taken): the call was not attempted. */
+export class BreakerOpenError extends OrdermeshError {
+  constructor(breaker: string) {
+    super("BREAKER_OPEN", `${breaker} is unavailable: circuit breaker open`, {
+      retryable: true,
+      data: { breaker },
+    });
+  }
+}
+
+/** A guarded call took longer than its breaker's timeout; its outcome is unknown. */
+export class CallTimeoutError extends OrdermeshError {
+  constructor(breaker: string, timeoutMs: number) {
+    super("CALL_TIMEOUT", `${breaker} did not answer within ${timeoutMs} ms`, {
+      retryable: true,
+      data: { breaker, timeoutMs },
+    });
+  }
+}

@@ -36,6 +36,14 @@ export function InfrastructureMixin(needs: InfrastructureNeeds): Partial<Service
   return defineMixin<InfrastructureThis>({
     // ── actions ──────────────────────────────────────────────────────────
     actions: {
+      /** The cheapest call a service answers: the same-run ceiling of bench/orders.bench.ts. */
+      ping: {
+        visibility: "public",
+        handler(): { nodeID: string } {
+          return { nodeID: this.broker.nodeID };
+        },
+      },
+
       health: {
         visibility: "public",
         async handler(_ctx: Context): Promise<HealthReport> {

@@ -15,6 +15,7 @@ import {
   type Schema,
   type SchemaIssue,
 } from "./schema";
+import { SKU_PATTERN } from "./inventory";
 
 /** Money on the wire: integer minor units and an ISO 4217 code. */
 export const moneySchema = object({
@@ -23,7 +24,7 @@ export const moneySchema = object({
 });
 
 const id = string({ minLength: 1, maxLength: 128 });
-const sku = string({ pattern: /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/ });
+const sku = string({ pattern: SKU_PATTERN });
 
 /** Payload schemas by event type and version. */
 export const EVENT_CATALOG = {

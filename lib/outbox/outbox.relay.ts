@@ -10,6 +10,7 @@
  *
  * Guarantees, failure table and tuning: docs/outbox.md.
  */
+import { LoopSignals } from "../loop-signals";
 import { subjectOf } from "../../models/events";
 import type { EventBus, OutgoingMessage } from "../bus/bus.port";
 import type { Collection, DocumentStore, Filter } from "../store/store.port";
@@ -149,9 +150,10 @@ export class OutboxRelay {
   private loopDone: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
-  private wakeRequested = false;
-  private waiter: { reason: "work" | "room"; resolve: () => void } | undefined;
-  private retryTimer: { at: number; timer: NodeJS.Timeout } | undefined;
+  private readonly signals = new LoopSignals(
+    () => this.state === "running",
+    () => this.now(),
+  );
   private renewTimer: NodeJS.Timeout | undefined;
   /** Stops the store's insert watch (MongoDB change stream), when the store has one. */
   private unwatch: (() => Promise<void>) | undefined;
@@ -202,7 +204,7 @@ export class OutboxRelay {
     await this.ensureIndexes();
     this.state = "running";
     this.stopping = undefined;
-    this.wakeRequested = true;
+    this.signals.requested = true;
     this.candidates = [];
     this.renewTimer = setInterval(
       () => void this.renewLeases(),
@@ -240,9 +242,7 @@ export class OutboxRelay {
 
   /** Look for due rows now (after a local commit that added events). Many calls coalesce. */
   wake(): void {
-    if (this.state !== "running") return;
-    this.wakeRequested = true;
-    this.signal("work");
+    this.signals.wake();
   }
 
   private async shutDown(): Promise<void> {
@@ -250,9 +250,7 @@ export class OutboxRelay {
     const unwatch = this.unwatch;
     this.unwatch = undefined;
     await unwatch?.().catch(() => undefined);
-    this.clearRetryTimer();
-    this.signal("work");
-    this.signal("room");
+    this.signals.release();
     await this.loopDone;
     // never sent: back to the pool as they were
     for (const row of this.queue.splice(0)) this.settle(row, "release");
@@ -326,21 +324,21 @@ export class OutboxRelay {
     while (this.state === "running") {
       const room = this.maxHeld - this.held.size;
       if (room < Math.ceil(this.tuning.batchSize / 2)) {
-        await this.wait("room");
+        await this.signals.wait("room");
         continue;
       }
-      this.wakeRequested = false;
+      this.signals.requested = false;
       let more = false;
       try {
         more = await this.claim(Math.min(this.tuning.batchSize, room));
       } catch (err) {
         this.logger.warn(`[outbox] relay ${this.owner}: claiming rows failed: ${errorText(err)}`);
-        this.wakeRequested = false;
-        await this.wait("work", this.tuning.pollIntervalMs);
+        this.signals.requested = false;
+        await this.signals.wait("work", this.tuning.pollIntervalMs);
         continue;
       }
-      if (more || this.wakeRequested) continue;
-      await this.wait("work", this.tuning.pollIntervalMs);
+      if (more || this.signals.requested) continue;
+      await this.signals.wait("work", this.tuning.pollIntervalMs);
     }
   }
 
@@ -540,8 +538,8 @@ export class OutboxRelay {
       for (const row of acked) this.held.delete(row._id);
       for (const { row } of failed) this.held.delete(row._id);
       for (const row of released) this.held.delete(row._id);
-      if (outcome.retryAt !== undefined) this.wakeAt(outcome.retryAt);
-      this.signal("room");
+      if (outcome.retryAt !== undefined) this.signals.wakeAt(outcome.retryAt);
+      this.signals.signal("room");
     }
   }
 
@@ -618,54 +616,6 @@ export class OutboxRelay {
     } finally {
       this.renewing = false;
     }
-  }
-
-  // -- waiting and waking -------------------------------------------------------------------------
-
-  /** Park the loop until signalled for `reason` (or stop), or `timeoutMs` passes. */
-  private wait(reason: "work" | "room", timeoutMs?: number): Promise<void> {
-    if (this.state !== "running") return Promise.resolve();
-    if (reason === "work" && this.wakeRequested) return Promise.resolve();
-    return new Promise((resolve) => {
-      let timer: NodeJS.Timeout | undefined;
-      const done = (): void => {
-        clearTimeout(timer);
-        if (this.waiter?.resolve === done) this.waiter = undefined;
-        resolve();
-      };
-      this.waiter = { reason, resolve: done };
-      if (timeoutMs !== undefined) {
-        timer = setTimeout(done, timeoutMs);
-        timer.unref();
-      }
-    });
-  }
-
-  private signal(reason: "work" | "room"): void {
-    const waiter = this.waiter;
-    if (waiter === undefined) return;
-    if (waiter.reason === reason || this.state !== "running") waiter.resolve();
-  }
-
-  /** Wake the loop when the earliest retry falls due (earlier than the poll would). */
-  private wakeAt(at: number): void {
-    if (this.state !== "running") return;
-    if (this.retryTimer !== undefined && this.retryTimer.at <= at) return;
-    this.clearRetryTimer();
-    const timer = setTimeout(
-      () => {
-        this.retryTimer = undefined;
-        this.wake();
-      },
-      Math.max(0, at - this.now()),
-    );
-    timer.unref();
-    this.retryTimer = { at, timer };
-  }
-
-  private clearRetryTimer(): void {
-    if (this.retryTimer !== undefined) clearTimeout(this.retryTimer.timer);
-    this.retryTimer = undefined;
   }
 
   // -- helpers ------------------------------------------------------------------------------------

@@ -20,7 +20,15 @@ describe("gateway probes", () => {
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), "ordermesh-probes-"));
-    const config = loadConfig({ PORT: "0", DATA_DIR: dir, LOG_LEVEL: "fatal" });
+    const config = loadConfig({
+      PORT: "0",
+      DATA_DIR: dir,
+      LOG_LEVEL: "fatal",
+      JWT_SECRET: "probe-jwt-secret-0123456789",
+      // payments needs a provider address to start; these probes never charge anything
+      PSP_URL: "http://127.0.0.1:9",
+      PSP_WEBHOOK_SECRET: "whsec_probe_0123456789",
+    });
     broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
     for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
     await broker.start();
