@@ -13,6 +13,8 @@ import { loadConfig, type Config } from "../lib/config";
 import { ConfigError } from "../lib/errors";
 import { SERVICE_SCHEMAS } from "../services";
 import { replCommands } from "../lib/repl";
+import { localSecrets } from "../lib/local-secrets";
+import { startLocalPaymentProvider } from "../lib/local-servers/payment-provider";
 
 const USAGE = `usage: ordermesh <start [--repl] | cluster | repl>
 
@@ -26,11 +28,11 @@ async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case "start":
-      return start(configOrExit({ AUTH_DEV_TOKENS_DEFAULT: "true" }), rest.includes("--repl"));
+      return start(configOrExit("start"), rest.includes("--repl"));
     case "cluster":
-      return runCluster(configOrExit());
+      return runCluster(configOrExit("cluster"));
     case "repl":
-      return repl(configOrExit());
+      return repl(configOrExit("repl"));
     case undefined:
     case "help":
     case "--help":
@@ -43,20 +45,32 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-/** Load the configuration or stop with a message naming the variable. */
-function configOrExit(defaults: { AUTH_DEV_TOKENS_DEFAULT?: string } = {}): Config {
+type Command = "start" | "cluster" | "repl";
+
+/** Load the configuration for `command` or stop with a message naming the variable. */
+function configOrExit(command: Command): Config {
   try {
     const env = { ...process.env };
-    if (
-      defaults.AUTH_DEV_TOKENS_DEFAULT !== undefined &&
-      env.AUTH_DEV_TOKENS === undefined &&
-      env.NATS_URL === undefined
-    ) {
-      // The one-process embedded mode is for trying ordermesh out: dev tokens on unless said otherwise.
-      env.AUTH_DEV_TOKENS = defaults.AUTH_DEV_TOKENS_DEFAULT;
+    // `npm start` and `npm run cluster` without NATS_URL run on this machine only
+    const local = command !== "repl" && env.NATS_URL === undefined && env.TRANSPORTER === undefined;
+    if (command === "start" && local && env.AUTH_DEV_TOKENS === undefined) {
+      // the one-process embedded mode is for trying ordermesh out: dev tokens on unless said otherwise
+      env.AUTH_DEV_TOKENS = "true";
     }
     const config = loadConfig(env);
     prepareDataDir(config.dataDir);
+    if (local) {
+      // secrets the environment does not give are generated once and kept under DATA_DIR
+      const secrets = localSecrets(config.dataDir);
+      config.jwtSecret ??= secrets.jwtSecret;
+      config.pspWebhookSecret ??= secrets.pspWebhookSecret;
+    }
+    if (command === "start" && config.services.includes("gateway") && config.jwtSecret === undefined) {
+      throw new ConfigError(
+        "JWT_SECRET",
+        "required by the gateway to verify tokens (at least 16 characters)",
+      );
+    }
     return config;
   } catch (err) {
     if (err instanceof ConfigError) {
@@ -80,8 +94,13 @@ function prepareDataDir(dir: string): void {
 }
 
 async function start(config: Config, withRepl: boolean): Promise<void> {
+  const provider = await startLocalPaymentProvider(config, (line) => console.log(`ordermesh: ${line}`));
   const broker = new ServiceBroker(
-    createBrokerOptions(config, { replOptions: { customCommands: replCommands() } }),
+    createBrokerOptions(config, {
+      replOptions: { customCommands: replCommands() },
+      // the local payment-provider simulator lives and dies with this process
+      ...(provider === undefined ? {} : { stopped: stopAlso(config, provider) }),
+    }),
   );
   for (const name of config.services) broker.createService(SERVICE_SCHEMAS[name]);
   stopOnSignals(broker, config);
@@ -95,6 +114,18 @@ async function start(config: Config, withRepl: boolean): Promise<void> {
   const where = config.services.includes("gateway") ? ` — http://localhost:${config.port}` : "";
   broker.logger.info(`ordermesh started: ${config.services.join(", ")}${where}`);
   if (withRepl) broker.repl();
+}
+
+/** The broker's `stopped` hook from moleculer.config, followed by closing `extra`. */
+function stopAlso(
+  config: Config,
+  extra: { close(): Promise<void> },
+): (broker: ServiceBroker) => Promise<void> {
+  const base = createBrokerOptions(config).stopped;
+  return async (broker) => {
+    await base?.(broker);
+    await extra.close();
+  };
 }
 
 async function repl(config: Config): Promise<void> {

@@ -9,6 +9,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import type { Config, ServiceName } from "./config";
 import { startNatsProcess, type NatsProcess } from "./local-servers/nats-process";
+import { startLocalPaymentProvider } from "./local-servers/payment-provider";
 
 export interface ClusterState {
   natsServers: string[];
@@ -47,6 +48,8 @@ export async function runCluster(config: Config): Promise<void> {
     log(`using NATS at ${natsServers.join(",")}`);
   }
 
+  const provider = await startLocalPaymentProvider(config, log);
+
   const statePath = join(config.dataDir, STATE_FILE);
   const state: ClusterState = {
     natsServers,
@@ -69,6 +72,7 @@ export async function runCluster(config: Config): Promise<void> {
         TRANSPORTER: "",
         NODE_ID: `${service}-${process.pid}`,
         DATA_DIR: config.dataDir,
+        ...secretsFor(config),
       },
       stdio: ["ignore", "pipe", "pipe"],
     });
@@ -103,6 +107,7 @@ export async function runCluster(config: Config): Promise<void> {
     log(`${signal}: stopping ${children.size} processes`);
     await Promise.all([...children.values()].map(({ child }) => stopChild(child, config.shutdownTimeoutMs)));
     if (nats !== undefined) await nats.stop();
+    await provider?.close();
     rmSync(statePath, { force: true });
     log("stopped");
     process.exit(0);
@@ -146,4 +151,13 @@ function prefixLines(child: ChildProcess, name: string): void {
       if (rest !== "") out.write(tag + rest + "\n");
     });
   }
+}
+
+/** Secrets the children need; the supervisor's configuration already filled in the local ones. */
+function secretsFor(config: Config): Record<string, string> {
+  const env: Record<string, string> = {};
+  if (config.jwtSecret !== undefined) env.JWT_SECRET = config.jwtSecret;
+  if (config.pspWebhookSecret !== undefined) env.PSP_WEBHOOK_SECRET = config.pspWebhookSecret;
+  if (config.pspUrl !== undefined) env.PSP_URL = config.pspUrl;
+  return env;
 }

@@ -35,6 +35,10 @@ export interface Config {
   pspWebhookSecret: string | undefined;
   /** How long an order may wait for its payment, in ms. */
   orderPaymentTimeoutMs: number;
+  /** Seed the demo catalog into an empty inventory. */
+  seedDemo: boolean;
+  /** Base URL of the notification provider; unset → messages are appended to DATA_DIR/messages.jsonl. */
+  notifyUrl: string | undefined;
   logLevel: LogLevel;
   otlpEndpoint: string | undefined;
   /** Moleculer node id; defaults to hostname-pid. */
@@ -81,6 +85,8 @@ export function loadConfig(env: Env = process.env): Config {
     pspUrl: read("PSP_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
     pspWebhookSecret: read("PSP_WEBHOOK_SECRET", secret, undefined),
     orderPaymentTimeoutMs: read("ORDER_PAYMENT_TIMEOUT", duration, 15 * 60_000),
+    seedDemo: read("SEED_DEMO", boolean, true),
+    notifyUrl: read("NOTIFY_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
     logLevel: read("LOG_LEVEL", logLevel, "info"),
     otlpEndpoint: read("OTEL_EXPORTER_OTLP_ENDPOINT", (raw) => url(raw, ["https:", "http:"]), undefined),
     nodeId: read("NODE_ID", nodeId, undefined),
