@@ -4,6 +4,7 @@
  */
 import { cpus } from "node:os";
 import { run as busBenchmark } from "./bus.bench";
+import { run as ordersBenchmark } from "./orders.bench";
 import { run as outboxBenchmark } from "./outbox.bench";
 import { run as storeBenchmark } from "./store.bench";
 
@@ -11,6 +12,7 @@ const BENCHMARKS: Record<string, () => Promise<void>> = {
   store: storeBenchmark,
   bus: busBenchmark,
   outbox: outboxBenchmark,
+  orders: ordersBenchmark,
 };
 
 async function main(names: string[]): Promise<void> {
