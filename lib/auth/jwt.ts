@@ -1,8 +1,11 @@
 /**
  * Bearer tokens (DESIGN §6): HS256 JWTs signed with `JWT_SECRET`; `sub` is the customer id and
- * `roles` ⊂ {customer, admin}. Only HS256 is accepted, so `alg: none` and algorithm confusion are
- * refused by construction; expiry is enforced with a small clock skew.
+ * `roles` ⊂ {customer, admin}. `verifyToken` accepts HS256 only, so `alg: none` and algorithm
+ * confusion are refused by construction; expiry is enforced with a small clock skew. Tokens of an
+ * identity provider (RS256/ES256 through `JWKS_URL`) are verified by token-verifier.ts, on the
+ * same claim checks (`verifiedClaims`).
  */
+import { createSecretKey, type KeyObject } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { ROLES, type Role } from "../constants";
 import type { Principal } from "../principal";
@@ -19,29 +22,59 @@ export class AuthenticationError extends Error {
   }
 }
 
-export interface TokenOptions {
-  secret: string;
+/** Checks on the claims of every token, whoever signed it. */
+export interface ClaimChecks {
   /** Seconds of clock difference tolerated on `exp`/`nbf` (default 30). */
   clockToleranceSeconds?: number;
+  /** Required `iss`, when set. */
   issuer?: string;
+  /** Required `aud` (one of them, when the token lists several), when set. */
   audience?: string;
 }
 
+/** How `verifyToken` checks an HS256 token. */
+export interface TokenOptions extends ClaimChecks {
+  secret: string;
+}
+
+/** The signature algorithms ordermesh accepts at all; every other one (`none` first) is refused. */
+export type SigningAlgorithm = "HS256" | "RS256" | "ES256";
+
 /** The principal a token speaks for; throws `AuthenticationError`. */
 export function verifyToken(token: string, options: TokenOptions): Principal {
-  let claims: unknown;
+  return principalFromClaims(verifiedClaims(token, hmacKey(options.secret), "HS256", options));
+}
+
+/**
+ * The claims of a token whose signature `key` proves under `algorithm` and no other algorithm,
+ * with `exp`, `nbf`, `iss` and `aud` checked; throws `AuthenticationError` (TOKEN_EXPIRED for a
+ * token that was genuine but is too old, UNAUTHORIZED for everything else).
+ */
+export function verifiedClaims(
+  token: string,
+  key: KeyObject,
+  algorithm: SigningAlgorithm,
+  checks: ClaimChecks,
+): unknown {
   try {
-    claims = jwt.verify(token, options.secret, {
-      algorithms: ["HS256"],
-      clockTolerance: options.clockToleranceSeconds ?? 30,
-      ...(options.issuer === undefined ? {} : { issuer: options.issuer }),
-      ...(options.audience === undefined ? {} : { audience: options.audience }),
+    return jwt.verify(token, key, {
+      algorithms: [algorithm],
+      clockTolerance: checks.clockToleranceSeconds ?? 30,
+      ...(checks.issuer === undefined ? {} : { issuer: checks.issuer }),
+      ...(checks.audience === undefined ? {} : { audience: checks.audience }),
     });
   } catch (err) {
     if (err instanceof jwt.TokenExpiredError) throw new AuthenticationError("TOKEN_EXPIRED", "token expired");
     throw new AuthenticationError("UNAUTHORIZED", "invalid token");
   }
-  return principalFromClaims(claims);
+}
+
+/**
+ * The HMAC key of a secret. Given as a key object, the secret is never read as a PEM: a string
+ * that happens to hold a public key must stay a plain HMAC secret.
+ */
+export function hmacKey(secret: string): KeyObject {
+  return createSecretKey(Buffer.from(secret, "utf8"));
 }
 
 /** `sub` and `roles` of verified claims; unknown roles are dropped, a token with none is refused. */

@@ -59,6 +59,15 @@ describe("bearer tokens", () => {
     expect(refusal(hs384).type).toBe("UNAUTHORIZED");
   });
 
+  it("keeps a secret that reads as a PEM an HMAC secret: the key pair's RS256 tokens do not pass", () => {
+    const { publicKey, privateKey } = generateKeyPairSync("rsa", { modulusLength: 2048 });
+    const pem = publicKey.export({ type: "spki", format: "pem" }).toString();
+    const rs = jwt.sign({ sub: "alice", roles: ["admin"] }, privateKey, { algorithm: "RS256" });
+    expect(() => verifyToken(rs, { secret: pem })).toThrow(AuthenticationError);
+    const hs = issueToken({ sub: "alice", roles: ["customer"] }, { secret: pem });
+    expect(verifyToken(hs, { secret: pem })).toEqual({ id: "alice", roles: ["customer"] });
+  });
+
   it("refuses an expired token, beyond a 30 s clock skew", () => {
     const stale = handMade(
       { alg: "HS256", typ: "JWT" },

@@ -1,5 +1,7 @@
 import { Errors } from "moleculer";
 import { errorResponse } from "../../../../lib/http/error-response";
+import { KeySetUnavailableError } from "../../../../lib/auth/jwks";
+import { AuthenticationError } from "../../../../lib/auth/jwt";
 import { BreakerOpenError } from "../../../../lib/errors";
 
 describe("error response mapper", () => {
@@ -44,6 +46,27 @@ describe("error response mapper", () => {
     expect(errorResponse(new Errors.RequestTimeoutError({ action: "x.y", nodeID: "n" }), "r").status).toBe(
       503,
     );
+  });
+
+  it("answers 503 with Retry-After when the identity provider's keys cannot be had, 401 for a bad token", () => {
+    const cause = new Error("connect ECONNREFUSED 10.0.0.7:8443 https://id.internal/jwks.json");
+    const res = errorResponse(new KeySetUnavailableError(cause), "r");
+    expect(res).toEqual({
+      status: 503,
+      headers: { "Retry-After": "1" },
+      body: {
+        error: {
+          code: "SERVICE_UNAVAILABLE",
+          message: "temporarily unavailable, retry shortly",
+          requestId: "r",
+        },
+      },
+    });
+    expect(errorResponse(new AuthenticationError("TOKEN_EXPIRED", "token expired"), "r")).toMatchObject({
+      status: 401,
+      headers: {},
+      body: { error: { code: "TOKEN_EXPIRED", message: "token expired" } },
+    });
   });
 
   it("hides everything about an unexpected error", () => {
