@@ -146,7 +146,7 @@ export function replCommands(): ReplCommand[] {
               const report = await broker.call<HealthLike, Record<string, never>>(
                 `${service}.health`,
                 {},
-                { nodeID, timeout: 2000 },
+                { nodeID, timeout: 2000, tracking: false },
               );
               rows.push([service, nodeID, String(report.healthy), describeChecks(report.checks)]);
             } catch (err) {
