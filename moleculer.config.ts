@@ -3,6 +3,8 @@
  * in every mode; only the environment differs:
  * - NATS_URL / TRANSPORTER set → NATS transporter (and the JetStream event bus), else none;
  * - REDIS_URL set → Redis cacher, else memory;
+ * - the NATS transporter gives up reconnecting after NATS_RECONNECT_GIVE_UP (default 2 min), and
+ *   the process then exits (bin/ordermesh.ts);
  * - Moleculer's own circuit breaker and retry policy stay off: calls to the outside world are
  *   guarded by opossum breakers where they are made (docs/adr/0002-no-builtin-circuit-breaker.md).
  */
@@ -21,12 +23,7 @@ export function createBrokerOptions(config: Config, overrides: Partial<BrokerOpt
       config.natsServers.length > 0
         ? {
             type: "NATS",
-            options: {
-              servers: config.natsServers,
-              // Reconnect forever; a connection closed for good stops the process (see bin/ordermesh.ts).
-              maxReconnectAttempts: -1,
-              reconnectTimeWait: 1000,
-            },
+            options: { servers: config.natsServers, ...natsReconnectPolicy(config.natsReconnectGiveUpMs) },
           }
         : null,
     serializer: "JSON",
@@ -56,6 +53,25 @@ export function createBrokerOptions(config: Config, overrides: Partial<BrokerOpt
       await infrastructureOf(broker).close();
     },
     ...overrides,
+  };
+}
+
+/** Pause between two attempts to reach a NATS server again. */
+export const NATS_RECONNECT_WAIT_MS = 1000;
+/**
+ * The `nats` client's reconnect options for a give-up time: one attempt per server every
+ * NATS_RECONNECT_WAIT_MS. An attempt that waits for a connect timeout (a server that drops
+ * packets instead of refusing) makes the real time longer.
+ */
+export function natsReconnectPolicy(giveUpMs: number): {
+  maxReconnectAttempts: number;
+  reconnectTimeWait: number;
+  reconnectJitter: number;
+} {
+  return {
+    maxReconnectAttempts: Math.max(1, Math.ceil(giveUpMs / NATS_RECONNECT_WAIT_MS)),
+    reconnectTimeWait: NATS_RECONNECT_WAIT_MS,
+    reconnectJitter: 100,
   };
 }
 

@@ -8,13 +8,19 @@
 import { mkdirSync, accessSync, constants as fsConstants } from "node:fs";
 import { ServiceBroker } from "moleculer";
 import { createBrokerOptions } from "../moleculer.config";
-import { runCluster, readClusterState } from "../lib/cluster";
+import { runCluster, readClusterState, SUPERVISOR_PID_ENV } from "../lib/cluster";
+import { JetStreamEventBus } from "../lib/bus";
 import { loadConfig, type Config } from "../lib/config";
 import { ConfigError } from "../lib/errors";
+import { infrastructureOf } from "../lib/infrastructure";
+import { isGracefulHttp } from "../mixins/graceful-http.mixin";
 import { SERVICE_SCHEMAS } from "../services";
 import { replCommands } from "../lib/repl";
 import { localSecrets } from "../lib/local-secrets";
 import { startLocalPaymentProvider } from "../lib/local-servers/payment-provider";
+
+/** Exit code (EX_UNAVAILABLE) when NATS is gone for good: an orchestrator restarts the process. */
+const EXIT_NATS_GONE = 69;
 
 const USAGE = `usage: ordermesh <start [--repl] | cluster | repl>
 
@@ -103,7 +109,9 @@ async function start(config: Config, withRepl: boolean): Promise<void> {
     }),
   );
   for (const name of config.services) broker.createService(SERVICE_SCHEMAS[name]);
-  stopOnSignals(broker, config);
+  const state: StopState = { stopping: false };
+  stopOnSignals(broker, config, state);
+  warnOnShortGrace(broker, config);
   try {
     await broker.start();
   } catch (err) {
@@ -113,6 +121,7 @@ async function start(config: Config, withRepl: boolean): Promise<void> {
   }
   const where = config.services.includes("gateway") ? ` — http://localhost:${config.port}` : "";
   broker.logger.info(`ordermesh started: ${config.services.join(", ")}${where}`);
+  await exitWhenNatsIsGone(broker, config, state);
   if (withRepl) broker.repl();
 }
 
@@ -143,27 +152,38 @@ async function repl(config: Config): Promise<void> {
       { replOptions: { customCommands: replCommands() } },
     ),
   );
-  stopOnSignals(broker, config);
+  stopOnSignals(broker, config, { stopping: false });
   await broker.start();
   broker.repl();
 }
 
-/** First SIGTERM/SIGINT: graceful stop, bounded by SHUTDOWN_TIMEOUT; a second one exits at once. */
-function stopOnSignals(broker: ServiceBroker, config: Config): void {
-  let stopping = false;
+/** A process stops once: the first cause (a signal, or NATS gone for good) wins. */
+interface StopState {
+  stopping: boolean;
+}
+
+/**
+ * First SIGTERM/SIGINT: drain the HTTP server when this process runs the gateway, then stop the
+ * broker and exit 0, all within SHUTDOWN_TIMEOUT, else exit 1. A second signal exits at once.
+ * Under `ordermesh cluster`, SIGINT (Ctrl-C reaches the whole process group) is left to the
+ * supervisor, which stops the gateway first and the services behind it afterwards.
+ */
+function stopOnSignals(broker: ServiceBroker, config: Config, state: StopState): void {
   const onSignal = (signal: NodeJS.Signals): void => {
-    if (stopping) {
+    if (state.stopping) {
       broker.logger.warn(`${signal} again: exiting now`);
       process.exit(130);
     }
-    stopping = true;
-    broker.logger.info(`${signal}: stopping`);
-    const deadline = setTimeout(() => {
-      broker.logger.error(`stop took longer than ${config.shutdownTimeoutMs} ms: exiting`);
-      process.exit(1);
-    }, config.shutdownTimeoutMs);
-    deadline.unref();
-    broker.stop().then(
+    if (signal === "SIGINT" && supervisedByParent()) {
+      broker.logger.info("SIGINT: the cluster supervisor orders the stop");
+      return;
+    }
+    state.stopping = true;
+    broker.logger.info(`${signal}: stopping (grace ${config.shutdownTimeoutMs} ms)`);
+    exitAfter(config.shutdownTimeoutMs, 1, () =>
+      broker.logger.error(`stop took longer than ${config.shutdownTimeoutMs} ms: exiting`),
+    );
+    gracefulStop(broker, config).then(
       () => process.exit(0),
       (err: unknown) => {
         broker.logger.error("stop failed", err);
@@ -173,6 +193,77 @@ function stopOnSignals(broker: ServiceBroker, config: Config): void {
   };
   process.on("SIGTERM", onSignal);
   process.on("SIGINT", onSignal);
+}
+
+/** Readiness off, HTTP drained (when this process serves HTTP), then the services and adapters stop. */
+async function gracefulStop(broker: ServiceBroker, config: Config): Promise<void> {
+  const gateways = broker.services.filter(isGracefulHttp);
+  await Promise.all(gateways.map((gateway) => gateway.drainHttp(config.shutdownDrainMs)));
+  broker.logger.info("stopping services");
+  await broker.stop();
+}
+
+/**
+ * Exit EXIT_NATS_GONE when a NATS connection closes for good: the transporter's (it gave up
+ * reconnecting after NATS_RECONNECT_GIVE_UP) or the event bus's. A process cut off from NATS
+ * neither receives calls nor delivers events; restarted, it waits for NATS and rejoins.
+ */
+async function exitWhenNatsIsGone(broker: ServiceBroker, config: Config, state: StopState): Promise<void> {
+  if (config.natsServers.length === 0) return;
+  const onGone = (what: string, reason: unknown): void => {
+    if (state.stopping) return;
+    state.stopping = true;
+    const why = reason instanceof Error ? reason.message : "closed";
+    broker.logger.fatal(`${what} is closed for good (${why}): exiting (${EXIT_NATS_GONE}) to be restarted`);
+    exitAfter(config.shutdownTimeoutMs, EXIT_NATS_GONE, () =>
+      broker.logger.error(`stop took longer than ${config.shutdownTimeoutMs} ms: exiting`),
+    );
+    // stores are closed even when the broker's own stop trips over the dead connection
+    void broker
+      .stop()
+      .then(() => infrastructureOf(broker).close())
+      .finally(() => process.exit(EXIT_NATS_GONE));
+  };
+  void transporterConnection(broker)
+    ?.closed()
+    .then((err) => onGone("the transporter's NATS connection", err));
+  const bus = await infrastructureOf(broker)
+    .bus()
+    .catch(() => undefined);
+  if (bus instanceof JetStreamEventBus)
+    void bus.connectionLost.then((err) => onGone("the event bus's NATS connection", err));
+}
+
+/** The `nats` connection of Moleculer's NATS transporter, when this broker has one. */
+function transporterConnection(broker: ServiceBroker): { closed(): Promise<void | Error> } | undefined {
+  // Moleculer's transporter keeps it in a field its typings do not declare
+  const client = (broker.transit?.tx as { client?: { closed?: unknown } | null } | undefined)?.client;
+  if (client === undefined || client === null || typeof client.closed !== "function") return undefined;
+  return client as { closed(): Promise<void | Error> };
+}
+
+/** Exit with `code` after `ms` unless the process is gone by then. */
+function exitAfter(ms: number, code: number, beforeExit: () => void): void {
+  const timer = setTimeout(() => {
+    beforeExit();
+    process.exit(code);
+  }, ms);
+  timer.unref();
+}
+
+/** True for a child of `ordermesh cluster`, while that supervisor is still its parent. */
+function supervisedByParent(): boolean {
+  return process.env[SUPERVISOR_PID_ENV] === String(process.ppid);
+}
+
+/** A drain as long as the whole grace leaves no time for the requests in flight. */
+function warnOnShortGrace(broker: ServiceBroker, config: Config): void {
+  if (config.services.includes("gateway") && config.shutdownDrainMs >= config.shutdownTimeoutMs) {
+    broker.logger.warn(
+      `SHUTDOWN_DRAIN (${config.shutdownDrainMs} ms) is not shorter than SHUTDOWN_TIMEOUT ` +
+        `(${config.shutdownTimeoutMs} ms): a stop will run out of time`,
+    );
+  }
 }
 
 main(process.argv.slice(2)).catch((err: unknown) => {

@@ -1,8 +1,10 @@
 /**
  * `npm run cluster`: one process per service, talking over NATS. When NATS_URL is unset, a
  * `nats-server` from PATH is started on a free port with JetStream storage under DATA_DIR.
- * Children that die are restarted with backoff; SIGINT/SIGTERM stops them all gracefully.
- * The NATS address is written to DATA_DIR/cluster.json so `npm run repl` can join.
+ * Children that die are restarted with backoff. SIGINT/SIGTERM stops them gracefully, the
+ * gateway first: it drains its HTTP requests while the services behind it still answer them; the
+ * others stop once it is gone. The NATS address is written to DATA_DIR/cluster.json so
+ * `npm run repl` can join.
  */
 import { spawn, type ChildProcess } from "node:child_process";
 import { existsSync, readFileSync, rmSync, writeFileSync } from "node:fs";
@@ -19,6 +21,15 @@ export interface ClusterState {
 }
 
 const STATE_FILE = "cluster.json";
+
+/**
+ * Set on each child to the supervisor's pid. Ctrl-C sends SIGINT to the whole process group: a
+ * child whose parent is still this supervisor leaves it to the supervisor, which orders the stop.
+ */
+export const SUPERVISOR_PID_ENV = "ORDERMESH_SUPERVISOR_PID";
+
+/** Stopped before the others, so that the requests it drains still find the services. */
+const STOPPED_FIRST: readonly ServiceName[] = ["gateway"];
 
 /** The state of a cluster started from this DATA_DIR, or null when none is running. */
 export function readClusterState(dataDir: string): ClusterState | null {
@@ -72,6 +83,7 @@ export async function runCluster(config: Config): Promise<void> {
         TRANSPORTER: "",
         NODE_ID: `${service}-${process.pid}`,
         DATA_DIR: config.dataDir,
+        [SUPERVISOR_PID_ENV]: String(process.pid),
         ...secretsFor(config),
       },
       stdio: ["ignore", "pipe", "pipe"],
@@ -105,7 +117,15 @@ export async function runCluster(config: Config): Promise<void> {
     }
     stopping = true;
     log(`${signal}: stopping ${children.size} processes`);
-    await Promise.all([...children.values()].map(({ child }) => stopChild(child, config.shutdownTimeoutMs)));
+    for (const wave of stopOrder([...children.keys()])) {
+      log(`stopping ${wave.join(", ")}`);
+      await Promise.all(
+        wave.map((service) => {
+          const supervised = children.get(service);
+          return supervised === undefined ? undefined : stopChild(supervised.child, config.shutdownTimeoutMs);
+        }),
+      );
+    }
     if (nats !== undefined) await nats.stop();
     await provider?.close();
     rmSync(statePath, { force: true });
@@ -122,6 +142,14 @@ interface Supervised {
   startedAt: number;
 }
 
+/** Services in the order they stop: the gateway alone, then every other one together. */
+export function stopOrder(services: readonly ServiceName[]): ServiceName[][] {
+  const first = services.filter((s) => STOPPED_FIRST.includes(s));
+  const rest = services.filter((s) => !STOPPED_FIRST.includes(s));
+  return [first, rest].filter((wave) => wave.length > 0);
+}
+
+/** SIGTERM, then SIGKILL once the child's own grace (and a second) has passed. */
 function stopChild(child: ChildProcess, timeoutMs: number): Promise<void> {
   return new Promise((resolve) => {
     if (child.exitCode !== null || child.signalCode !== null) return resolve();

@@ -123,6 +123,7 @@ export class JetStreamEventBus implements EventBus {
   private readonly closeSignal = new AbortController();
   private repairing: Promise<void> | undefined;
   private lastRepairAt = 0;
+  private readonly lost: Deferred<Error> = deferred<Error>();
 
   constructor(options: JetStreamEventBusOptions) {
     const servers = Array.isArray(options.servers) ? options.servers : options.servers.split(",");
@@ -192,7 +193,20 @@ export class JetStreamEventBus implements EventBus {
     if (this.state === "opening") this.state = "open";
   }
 
+  /**
+   * Resolves with the reason when the NATS connection closes for good while the bus is open (the
+   * client gave up reconnecting, or the server refused it); never when close() closes it. A process
+   * cut off like this cannot do its work: bin/ordermesh.ts exits on it.
+   */
+  get connectionLost(): Promise<Error> {
+    return this.lost.promise;
+  }
+
   private watchConnection(nc: NatsConnection): void {
+    void nc.closed().then((err) => {
+      if (this.state === "open" || this.state === "opening")
+        this.lost.resolve(err ?? new Error("the NATS connection was closed"));
+    });
     void (async () => {
       for await (const status of nc.status()) {
         if (status.type === "disconnect")
