@@ -2,6 +2,7 @@
  * Configuration from the environment (DESIGN §7). Everything is parsed and validated once at
  * start; an invalid value stops the process with a message naming the variable.
  */
+import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import { ConfigError } from "./errors";
 
@@ -30,9 +31,25 @@ export interface Config {
   redisUrl: string | undefined;
   jwtSecret: string | undefined;
   jwksUrl: string | undefined;
+  /** Required `iss` of every token, when set. */
+  jwtIssuer: string | undefined;
+  /** Required `aud` of every token, when set. */
+  jwtAudience: string | undefined;
   authDevTokens: boolean;
   pspUrl: string | undefined;
   pspWebhookSecret: string | undefined;
+  /** The webhook secret being rolled out of use: still accepted while the provider switches. */
+  pspWebhookSecretPrevious: string | undefined;
+  /** Token-bucket budgets of the HTTP API, per principal (or client address without a token). */
+  rateLimits: RateLimits;
+  /** Peers whose X-Forwarded-For is believed (addresses or CIDR blocks); empty → none. */
+  trustedProxies: string[];
+  /** Origins allowed to call the API from a browser; empty → no CORS headers at all. */
+  corsOrigins: string[];
+  /** Longest an HTTP request may take before it is answered 503 REQUEST_TIMEOUT, in ms. */
+  requestTimeoutMs: number;
+  /** After SIGTERM, how long /readyz says "not ready" before the HTTP server stops accepting, in ms. */
+  shutdownDrainMs: number;
   /** How long an order may wait for its payment, in ms. */
   orderPaymentTimeoutMs: number;
   /** Seed the demo catalog into an empty inventory. */
@@ -41,6 +58,8 @@ export interface Config {
   notifyUrl: string | undefined;
   logLevel: LogLevel;
   otlpEndpoint: string | undefined;
+  /** How long a lost NATS server is retried before the process exits (69) to be restarted, in ms. */
+  natsReconnectGiveUpMs: number;
   /** Moleculer node id; defaults to hostname-pid. */
   nodeId: string | undefined;
   /** Moleculer namespace: brokers in different namespaces never see each other. */
@@ -48,6 +67,28 @@ export interface Config {
   /** Time allowed for a graceful stop before the process exits anyway, in ms. */
   shutdownTimeoutMs: number;
 }
+
+/** One token bucket: `perSecond` tokens refilled each second, at most `burst` saved up. */
+export interface RateBudget {
+  perSecond: number;
+  burst: number;
+}
+
+/** Budgets per class of request; `null` → that class is not limited. */
+export interface RateLimits {
+  /** POST /api/v1/orders. */
+  orders: RateBudget | null;
+  /** Every other POST/PUT/DELETE. */
+  writes: RateBudget | null;
+  /** GET. */
+  reads: RateBudget | null;
+}
+
+export const DEFAULT_RATE_LIMITS: RateLimits = {
+  orders: { perSecond: 10, burst: 20 },
+  writes: { perSecond: 20, burst: 40 },
+  reads: { perSecond: 50, burst: 100 },
+};
 
 type Env = Readonly<Record<string, string | undefined>>;
 
@@ -81,14 +122,27 @@ export function loadConfig(env: Env = process.env): Config {
     redisUrl: read("REDIS_URL", (raw) => url(raw, ["redis:", "rediss:"]), undefined),
     jwtSecret: read("JWT_SECRET", secret, undefined),
     jwksUrl: read("JWKS_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
+    jwtIssuer: read("JWT_ISSUER", (raw) => raw, undefined),
+    jwtAudience: read("JWT_AUDIENCE", (raw) => raw, undefined),
     authDevTokens: read("AUTH_DEV_TOKENS", boolean, false),
     pspUrl: read("PSP_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
     pspWebhookSecret: read("PSP_WEBHOOK_SECRET", secret, undefined),
+    pspWebhookSecretPrevious: read("PSP_WEBHOOK_SECRET_PREVIOUS", secret, undefined),
+    rateLimits: {
+      orders: read("RATE_LIMIT_ORDERS", rateBudget, DEFAULT_RATE_LIMITS.orders),
+      writes: read("RATE_LIMIT_WRITES", rateBudget, DEFAULT_RATE_LIMITS.writes),
+      reads: read("RATE_LIMIT_READS", rateBudget, DEFAULT_RATE_LIMITS.reads),
+    },
+    trustedProxies: read("TRUSTED_PROXIES", addressList, []),
+    corsOrigins: read("CORS_ORIGINS", originList, []),
+    requestTimeoutMs: read("REQUEST_TIMEOUT", duration, 10_000),
+    shutdownDrainMs: read("SHUTDOWN_DRAIN", durationOrZero, 5_000),
     orderPaymentTimeoutMs: read("ORDER_PAYMENT_TIMEOUT", duration, 15 * 60_000),
     seedDemo: read("SEED_DEMO", boolean, true),
     notifyUrl: read("NOTIFY_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
     logLevel: read("LOG_LEVEL", logLevel, "info"),
     otlpEndpoint: read("OTEL_EXPORTER_OTLP_ENDPOINT", (raw) => url(raw, ["https:", "http:"]), undefined),
+    natsReconnectGiveUpMs: read("NATS_RECONNECT_GIVE_UP", duration, 2 * 60_000),
     nodeId: read("NODE_ID", nodeId, undefined),
     namespace: read("NAMESPACE", nodeId, "ordermesh"),
     shutdownTimeoutMs: read("SHUTDOWN_TIMEOUT", duration, 30_000),
@@ -127,6 +181,55 @@ export function duration(raw: string): number {
   const value = Number(match[1]) * unit;
   if (value <= 0) throw new Error("must be greater than zero");
   return value;
+}
+
+/** SHUTDOWN_DRAIN may be 0 (no drain delay). */
+function durationOrZero(raw: string): number {
+  return /^0+(ms|s|m|h)?$/.test(raw) ? 0 : duration(raw);
+}
+
+/** `<per second>:<burst>` such as `50:100`, or `off`. */
+export function rateBudget(raw: string): RateBudget | null {
+  if (raw.toLowerCase() === "off") return null;
+  const match = /^(\d+(?:\.\d+)?):(\d+)$/.exec(raw);
+  if (match === null) throw new Error(`expected <per second>:<burst> such as 50:100, or off, got "${raw}"`);
+  const perSecond = Number(match[1]);
+  const burst = Number(match[2]);
+  if (perSecond <= 0 || burst < 1) throw new Error("the rate must be above 0 and the burst at least 1");
+  return { perSecond, burst };
+}
+
+/** Comma-separated IPv4/IPv6 addresses or CIDR blocks. */
+function addressList(raw: string): string[] {
+  const entries = raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0);
+  for (const entry of entries) {
+    const [address, bits, extra] = entry.split("/");
+    const version = isIP(address ?? "");
+    if (version === 0 || extra !== undefined)
+      throw new Error(`"${entry}" is not an IP address or CIDR block`);
+    if (bits !== undefined) {
+      const max = version === 4 ? 32 : 128;
+      if (!/^\d+$/.test(bits) || Number(bits) > max) throw new Error(`"${entry}": prefix must be 0..${max}`);
+    }
+  }
+  return entries;
+}
+
+/** Comma-separated origins (`https://shop.example.com`). */
+function originList(raw: string): string[] {
+  return raw
+    .split(",")
+    .map((s) => s.trim())
+    .filter((s) => s.length > 0)
+    .map((origin) => {
+      const parsed = new URL(url(origin, ["https:", "http:"]));
+      if (parsed.origin !== origin.replace(/\/$/, ""))
+        throw new Error(`"${origin}" is not an origin (scheme://host[:port], no path)`);
+      return parsed.origin;
+    });
 }
 
 function url(raw: string, protocols: string[]): string {

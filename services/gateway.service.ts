@@ -4,25 +4,48 @@
  * Every `/api/v1` alias maps to one of the gateway's own actions, which checks the caller's role,
  * shapes the parameters and calls the domain service; the domain services check ownership again
  * (a call that skips the gateway cannot skip it). Callers authenticate with `Authorization:
- * Bearer <JWT>` (HS256, `JWT_SECRET`); the principal travels in `ctx.meta.user`. Every error
- * leaves through lib/http/error-response.ts as `{ error: { code, message, details?, requestId } }`.
+ * Bearer <JWT>` (HS256 with `JWT_SECRET`; RS256/ES256 with the keys at `JWKS_URL`); the principal
+ * travels in `ctx.meta.user`. Every error leaves through lib/http/error-response.ts as
+ * `{ error: { code, message, details?, requestId } }`.
  *
  * The payment provider's webhook has its own route: its body is kept raw, byte for byte, because
  * its HMAC signature covers exactly those bytes.
  */
 import { randomUUID } from "node:crypto";
-import type { IncomingMessage, ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
+import type { Duplex } from "node:stream";
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import ApiGateway, { type ApiSettingsSchema } from "moleculer-web";
-import { AuthenticationError, SUBJECT, issueToken, verifyToken } from "../lib/auth/jwt";
+import { AuthenticationError, SUBJECT, issueToken } from "../lib/auth/jwt";
+import { createTokenVerifier, type TokenVerifier } from "../lib/auth/token-verifier";
 import type { Config } from "../lib/config";
 import { HEADERS, ROLES, type Role } from "../lib/constants";
 import { ConfigError } from "../lib/errors";
 import { errorResponse } from "../lib/http/error-response";
 import { idempotent, type IdempotentOutcome } from "../lib/http/idempotency";
+import { checkInputShape, checkScalarQuery, verifyUtf8 } from "../lib/http/input-guard";
+import {
+  DOCS_ASSET_NAMES,
+  DOCS_PAGE,
+  DOCS_PAGE_CONTENT_TYPE,
+  DOCS_PAGE_HEADERS,
+  docsAsset,
+  type DocsAssetName,
+} from "../lib/http/openapi/docs.page";
+import { openApiDocumentOf, type GatewaySchema } from "../lib/http/openapi/openapi.document";
+import type { OpenApiDocument } from "../lib/http/openapi/openapi.types";
+import {
+  ClientAddressResolver,
+  RateLimiter,
+  callerKey,
+  rateClassOf,
+  type RateDecision,
+} from "../lib/http/rate-limit";
 import { infrastructureOf } from "../lib/infrastructure";
 import { ORDER_ITEMS_PARAM, PAYMENT_METHOD_PARAM } from "../lib/params";
 import type { Principal } from "../lib/principal";
+import { GracefulHttpMixin } from "../mixins/graceful-http.mixin";
+import { HttpMetricsMixin } from "../mixins/http-metrics.mixin";
 import {
   InfrastructureMixin,
   type HealthReport,
@@ -36,6 +59,15 @@ const { MoleculerClientError } = Errors;
 interface GatewayVars extends InfrastructureThis {
   accepting: boolean;
   config: Config;
+  rateLimiter: RateLimiter;
+  clientAddress: ClientAddressResolver;
+  tokens: TokenVerifier;
+}
+
+/** The part of moleculer-web's alias the gateway reads. */
+interface Alias {
+  method: string;
+  fullPath: string;
 }
 
 interface ReadinessCheck {
@@ -78,7 +110,7 @@ const SECURITY_HEADERS: Record<string, string> = {
 
 const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, GatewayVars> = {
   name: "gateway",
-  mixins: [ApiGateway, InfrastructureMixin({ bus: true, kv: true })],
+  mixins: [ApiGateway, InfrastructureMixin({ bus: true, kv: true }), HttpMetricsMixin(), GracefulHttpMixin()],
 
   // ── settings ───────────────────────────────────────────────────────────
   settings: {
@@ -91,7 +123,11 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
         mappingPolicy: "restrict",
         mergeParams: false,
         aliases: { "POST /": "gateway.paymentWebhook" },
-        bodyParsers: { json: false, urlencoded: false, raw: { type: () => true, limit: "64kb" } },
+        bodyParsers: {
+          json: false,
+          urlencoded: false,
+          raw: { type: () => true, limit: "64kb", inflate: false },
+        },
         onBeforeCall(ctx: Context, _route: unknown, req: IncomingMessage): void {
           const signature = req.headers[HEADERS.pspSignature];
           (ctx.meta as ApiMeta).pspSignature = typeof signature === "string" ? signature : "";
@@ -101,6 +137,8 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
         path: "/api/v1",
         mappingPolicy: "restrict",
         authentication: true,
+        // after authentication: the rate limit (per principal, else per client address)
+        authorization: true,
         aliases: {
           "POST /orders": "gateway.placeOrder",
           "GET /orders": "gateway.listOrders",
@@ -114,8 +152,17 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
           "GET /notifications": "gateway.listNotifications",
           "POST /dev/token": "gateway.devToken",
         },
-        bodyParsers: { json: { strict: true, limit: "64kb" }, urlencoded: false },
-        onBeforeCall(ctx: Context, _route: unknown, req: IncomingMessage): void {
+        // compressed bodies are refused (415), not inflated; JSON text must be UTF-8
+        bodyParsers: {
+          json: { strict: true, limit: "64kb", inflate: false, verify: verifyUtf8 },
+          urlencoded: false,
+        },
+        onBeforeCall(ctx: Context, _route: unknown, req: IncomingMessage & ParsedInput): void {
+          requireJsonBody(req);
+          // before the validator, which cannot see a merged `__proto__` nor survive any depth
+          checkInputShape(req.body, "body");
+          checkInputShape(req.query, "query");
+          checkScalarQuery(req.query);
           const key = req.headers[HEADERS.idempotencyKey];
           if (typeof key === "string") (ctx.meta as ApiMeta).idempotencyKey = key;
         },
@@ -126,10 +173,17 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
         aliases: {
           "GET /livez": "gateway.livez",
           "GET /readyz": "gateway.readyz",
+          "GET /startupz": "gateway.startupz",
+          "GET /metrics": "gateway.metrics",
+          "GET /openapi.json": "gateway.openapi",
+          "GET /docs": "gateway.docs",
+          "GET /docs/:file": "gateway.docsAsset",
         },
         bodyParsers: { json: false, urlencoded: false },
       },
     ],
+    // OPTIONS never reaches an action (moleculer-web would route it as the method it names)
+    use: [refuseOptions],
     // Every request: a request id (the client's when well-formed, else a new one) that names the
     // call chain and comes back in X-Request-Id and in error bodies; security headers on every answer.
     // moleculer-web calls a function here, though its typings only know the object form
@@ -186,7 +240,8 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
               const report = await ctx.call<HealthReport, Record<string, never>>(
                 `${service}.health`,
                 {},
-                { timeout: HEALTH_TIMEOUT_MS },
+                // untracked: a timed-out call to a frozen node must not hold up this broker's stop
+                { timeout: HEALTH_TIMEOUT_MS, tracking: false },
               );
               checks[service] = { ok: report.healthy, nodeID: report.nodeID };
             } catch (err) {
@@ -400,29 +455,93 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
         const secret = this.config.jwtSecret as string;
         const token = issueToken(
           { sub: ctx.params.sub, roles: ctx.params.roles ?? ["customer"] },
-          { secret, expiresInSeconds: DEV_TOKEN_TTL_SECONDS },
+          {
+            secret,
+            expiresInSeconds: DEV_TOKEN_TTL_SECONDS,
+            issuer: this.config.jwtIssuer,
+            audience: this.config.jwtAudience,
+          },
         );
         return { token, expiresIn: DEV_TOKEN_TTL_SECONDS };
+      },
+    },
+
+    // the API's description, built from this schema (lib/http/openapi), and its page
+    openapi: {
+      visibility: "published",
+      handler(): OpenApiDocument {
+        return openApiDocumentOf(this.schema as unknown as GatewaySchema);
+      },
+    },
+
+    docs: {
+      visibility: "published",
+      handler(ctx: Context<unknown, { $responseType?: string; $responseHeaders?: Record<string, string> }>) {
+        ctx.meta.$responseType = DOCS_PAGE_CONTENT_TYPE;
+        // the page's own policy (same origin, no inline script) instead of the API's deny-all one
+        ctx.meta.$responseHeaders = { ...DOCS_PAGE_HEADERS };
+        return DOCS_PAGE;
+      },
+    },
+
+    docsAsset: {
+      visibility: "published",
+      params: { $$strict: true, file: { type: "enum", values: DOCS_ASSET_NAMES } },
+      handler(ctx: Context<{ file: DocsAssetName }, { $responseType?: string }>): Buffer {
+        const asset = docsAsset(ctx.params.file);
+        ctx.meta.$responseType = asset.contentType;
+        return asset.body;
       },
     },
   },
 
   // ── methods ────────────────────────────────────────────────────────────
   methods: {
-    /** moleculer-web's hook: the principal of a Bearer token, null without one; 401 for a bad one. */
-    authenticate(_ctx: Context, _route: unknown, req: Request): Principal | null {
+    /**
+     * moleculer-web's hook after authentication: take a token from the caller's bucket for this
+     * class of request; 429 RATE_LIMITED with Retry-After when it is empty. A key-value store that
+     * does not answer lets the request through (logged): limits protect the service, they must
+     * not take it down with them.
+     */
+    async authorize(ctx: ApiContext, _route: unknown, req: Request, res: ServerResponse, alias: Alias) {
+      const caller = callerKey(
+        ctx.meta.user?.id,
+        this.clientAddress.resolve(req.socket.remoteAddress, req.headers["x-forwarded-for"]),
+      );
+      let decision: RateDecision | null;
+      try {
+        decision = await this.rateLimiter.take(rateClassOf(alias.method, alias.fullPath), caller);
+      } catch (err) {
+        this.logger.warn(`rate limit not checked (key-value store: ${message(err)})`);
+        return;
+      }
+      if (decision === null) return;
+      for (const [name, value] of Object.entries(decision.headers)) res.setHeader(name, value);
+      if (!decision.allowed)
+        throw new MoleculerClientError("too many requests; retry later", 429, "RATE_LIMITED", {
+          retryAfterSeconds: decision.retryAfterSeconds,
+        });
+    },
+
+    /**
+     * moleculer-web's hook (awaited): the principal of a Bearer token, null without one; 401 for a
+     * bad one, 503 when the identity provider's keys cannot be fetched.
+     */
+    async authenticate(_ctx: Context, _route: unknown, req: Request): Promise<Principal | null> {
       const header = req.headers.authorization;
       if (header === undefined || header === "") return null;
       const match = /^Bearer ([A-Za-z0-9._~+/=-]+)$/.exec(header);
       if (match === null)
         throw new AuthenticationError("UNAUTHORIZED", "expected Authorization: Bearer <token>");
-      return verifyToken(match[1] as string, { secret: this.config.jwtSecret as string });
+      return this.tokens.verify(match[1] as string);
     },
   },
 
   // ── lifecycle ──────────────────────────────────────────────────────────
   created() {
     this.config = infrastructureOf(this.broker).config;
+    this.clientAddress = new ClientAddressResolver(this.config.trustedProxies);
+    if (this.config.corsOrigins.length > 0) allowOrigins(this, this.config.corsOrigins);
     this.settings.port = this.config.port;
     this.accepting = true;
     if (process.env.ORDERMESH_BENCH_ROUTES === "true") {
@@ -437,20 +556,161 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
     if (this.config.jwtSecret === undefined) {
       throw new ConfigError("JWT_SECRET", "the gateway needs it to verify tokens (at least 16 characters)");
     }
+    this.tokens = createTokenVerifier({
+      secret: this.config.jwtSecret,
+      jwksUrl: this.config.jwksUrl,
+      issuer: this.config.jwtIssuer,
+      audience: this.config.jwtAudience,
+      jwks: {
+        onFetchFailed: (err) =>
+          this.logger.warn(`JWKS not fetched (${message(err)}); the last good key set, if any, stays in use`),
+      },
+    });
+  },
+
+  started() {
+    // the key-value store is open now (the infrastructure mixin starts first)
+    this.rateLimiter = new RateLimiter(this.kv, this.config.rateLimits);
+    // slow clients: the whole request, and its headers, must arrive in time
+    const server = (this as unknown as { server: Server }).server;
+    server.requestTimeout = this.config.requestTimeoutMs;
+    server.headersTimeout = Math.min(this.config.requestTimeoutMs, 10_000);
+    // what node's HTTP parser refuses (huge headers, bytes that are no URL) is answered in the envelope too
+    server.on("clientError", answerClientError);
   },
 
   async stopped() {
     this.accepting = false;
+    this.tokens.close();
   },
 };
 
-/** moleculer-web's per-request hook: fix the request id, set the id and security headers. */
-function withRequestId(options: { requestID?: unknown }, _req: IncomingMessage, res: ServerResponse): void {
+/**
+ * moleculer-web's per-request hook, called with the gateway as `this`: fix the request id, set the
+ * id and security headers, bound the whole call chain by REQUEST_TIMEOUT, and carry a well-formed
+ * W3C `traceparent` into `ctx.meta`, where services and the outbox pass it on.
+ */
+function withRequestId(
+  this: { config: Config },
+  options: { requestID?: unknown; timeout?: number; meta?: Record<string, unknown> },
+  req: IncomingMessage,
+  res: ServerResponse,
+): void {
   const given = typeof options.requestID === "string" ? options.requestID : "";
   const requestID = REQUEST_ID.test(given) ? given : randomUUID();
   options.requestID = requestID;
+  options.timeout = this.config.requestTimeoutMs;
+  const traceparent = req.headers[HEADERS.traceparent];
+  if (typeof traceparent === "string" && isTraceparent(traceparent))
+    options.meta = { ...options.meta, traceparent: traceparent.toLowerCase() };
   res.setHeader("X-Request-Id", requestID);
   for (const [name, value] of Object.entries(SECURITY_HEADERS)) res.setHeader(name, value);
+}
+
+/** W3C Trace Context: version 00, non-zero trace and parent ids. */
+function isTraceparent(value: string): boolean {
+  const match = /^00-([0-9a-f]{32})-([0-9a-f]{16})-[0-9a-f]{2}$/i.exec(value);
+  return match !== null && !/^0+$/.test(match[1] as string) && !/^0+$/.test(match[2] as string);
+}
+
+/** What moleculer-web's body and query parsing leave on the request. */
+interface ParsedInput {
+  body?: unknown;
+  query?: unknown;
+}
+
+/**
+ * Global middleware: a CORS preflight goes on to moleculer-web's CORS handling when the route has
+ * CORS; any other OPTIONS is 405, before routing could map it onto an action.
+ */
+function refuseOptions(
+  req: IncomingMessage & { $route?: { cors?: unknown } },
+  _res: ServerResponse,
+  next: (err?: unknown) => void,
+): void {
+  if (req.method !== "OPTIONS") return next();
+  // moleculer-web leaves `cors` null on a route without CORS
+  const preflight = Boolean(req.$route?.cors) && req.headers["access-control-request-method"] !== undefined;
+  if (preflight) return next();
+  next(new MoleculerClientError("OPTIONS is not served here", 405, "METHOD_NOT_ALLOWED"));
+}
+
+/** node:http's `clientError`: a request its parser refused gets the error envelope, then the socket closes. */
+function answerClientError(err: Error & { code?: string }, socket: Duplex): void {
+  if (!socket.writable || err.code === "ECONNRESET") {
+    socket.destroy();
+    return;
+  }
+  const [status, code, reason] =
+    err.code === "HPE_HEADER_OVERFLOW"
+      ? [431, "HEADERS_TOO_LARGE", "Request Header Fields Too Large"]
+      : err.code === "ERR_HTTP_REQUEST_TIMEOUT"
+        ? [408, "REQUEST_TIMEOUT", "Request Timeout"]
+        : [400, "BAD_REQUEST", "Bad Request"];
+  const requestId = randomUUID();
+  const body = JSON.stringify({
+    error: {
+      code,
+      message: status === 400 ? "the request is not valid HTTP" : reason.toLowerCase(),
+      requestId,
+    },
+  });
+  const headers = [
+    `HTTP/1.1 ${status} ${reason}`,
+    "Content-Type: application/json; charset=utf-8",
+    `Content-Length: ${Buffer.byteLength(body)}`,
+    `X-Request-Id: ${requestId}`,
+    ...Object.entries(SECURITY_HEADERS).map(([name, value]) => `${name}: ${value}`),
+    "Connection: close",
+  ];
+  socket.end(`${headers.join("\r\n")}\r\n\r\n${body}`);
+}
+
+/** A body on a JSON route must say it is JSON: anything else is 415, not silently ignored. */
+function requireJsonBody(req: IncomingMessage): void {
+  const length = req.headers["content-length"];
+  const hasBody = (length !== undefined && length !== "0") || req.headers["transfer-encoding"] !== undefined;
+  if (!hasBody) return;
+  const type = (req.headers["content-type"] ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+  if (type === "application/json" || /^application\/[a-z0-9.+-]+\+json$/.test(type)) return;
+  throw new MoleculerClientError(
+    "the body must be JSON (Content-Type: application/json)",
+    415,
+    "UNSUPPORTED_MEDIA_TYPE",
+    { contentType: type === "" ? null : type.slice(0, 100) },
+  );
+}
+
+/**
+ * CORS for browsers on the allowed origins, on the API route only: preflights answered 204, the
+ * allowed origin echoed, a request from any other origin refused 403 ORIGIN_NOT_ALLOWED.
+ */
+function allowOrigins(gateway: unknown, origins: readonly string[]): void {
+  // moleculer-web built its routes before this service's created(); set CORS on the API one
+  const routes = (gateway as { routes: { opts: { path: string }; cors?: unknown }[] }).routes;
+  const api = routes.find((route) => route.opts.path === "/api/v1");
+  if (api === undefined) throw new Error("the /api/v1 route is missing");
+  api.cors = {
+    origin: [...origins],
+    methods: ["GET", "POST", "PUT"],
+    allowedHeaders: [
+      "Authorization",
+      "Content-Type",
+      HEADERS.idempotencyKey,
+      "X-Request-Id",
+      HEADERS.traceparent,
+    ],
+    exposedHeaders: [
+      "X-Request-Id",
+      "Location",
+      "Idempotent-Replayed",
+      "Retry-After",
+      "RateLimit",
+      "RateLimit-Policy",
+    ],
+    credentials: false,
+    maxAge: 600,
+  };
 }
 
 /** The caller, who must hold one of `roles`: 401 without a token, 403 with the wrong role. */

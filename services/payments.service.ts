@@ -171,7 +171,7 @@ interface PaymentsSettings {
 interface PaymentsVars {
   psp: PspClient;
   pspBreaker: Breaker;
-  webhookSecret: string;
+  webhookSecrets: string[];
   charger: ChargerLoop | undefined;
   /** This instance's lease owner id. */
   chargerOwner: string;
@@ -247,7 +247,7 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
         const verdict = verifySignature({
           header: ctx.params.signature,
           rawBody: ctx.params.body,
-          secrets: [this.webhookSecret],
+          secrets: this.webhookSecrets,
           toleranceSeconds: this.settings.webhookToleranceSeconds,
         });
         if (!verdict.ok) {
@@ -691,7 +691,7 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
 
   async started() {
     const infra = infrastructureOf(this.broker);
-    const { pspUrl, pspWebhookSecret } = infra.config;
+    const { pspUrl, pspWebhookSecret, pspWebhookSecretPrevious } = infra.config;
     if (pspUrl === undefined)
       throw new ConfigError("PSP_URL", "required by the payments service: the payment provider's base URL");
     if (pspWebhookSecret === undefined)
@@ -699,7 +699,11 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
         "PSP_WEBHOOK_SECRET",
         "required by the payments service to verify provider webhooks",
       );
-    this.webhookSecret = pspWebhookSecret;
+    // while a secret is rolled, webhooks signed with the previous one are still genuine
+    this.webhookSecrets =
+      pspWebhookSecretPrevious === undefined
+        ? [pspWebhookSecret]
+        : [pspWebhookSecret, pspWebhookSecretPrevious];
 
     const store = await infra.store(this.name);
     await store.createIndex(PAYMENTS, { name: "order_unique", keys: { orderId: 1 }, unique: true });

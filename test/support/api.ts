@@ -28,6 +28,8 @@ export class Api {
   constructor(
     readonly base: string,
     private readonly jwtSecret: string,
+    /** Wait and retry a GET answered 429 (on by default: polling tests must not trip the limits). */
+    private readonly retryReadsWhenLimited = true,
   ) {}
 
   /** A token for `sub`, signed like the gateway expects. */
@@ -49,6 +51,13 @@ export class Api {
       ...(options.body === undefined ? {} : { body: JSON.stringify(options.body) }),
       signal: AbortSignal.timeout(30_000),
     });
+    // a polite client: a read refused by the rate limit is retried after Retry-After
+    if (res.status === 429 && method === "GET" && this.retryReadsWhenLimited) {
+      await res.arrayBuffer();
+      const seconds = Number(res.headers.get("retry-after") ?? "1");
+      await new Promise((resolve) => setTimeout(resolve, Math.max(1, seconds) * 1000));
+      return this.request<T>(method, path, options);
+    }
     const text = await res.text();
     return { status: res.status, headers: res.headers, body: (text === "" ? null : JSON.parse(text)) as T };
   }
