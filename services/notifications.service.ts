@@ -21,6 +21,7 @@ import { Errors, type Context, type Service, type ServiceSchema } from "molecule
 import type { Breaker } from "../lib/breaker";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
+import { NEWEST_FIRST, afterCursor, pageOf, type CursorPage } from "../lib/newest-first";
 import { LoopSignals } from "../lib/loop-signals";
 import { createNotificationProvider } from "../lib/notify";
 import type { NotificationProvider, OutboundMessage, SendReceipt } from "../lib/notify/notify.port";
@@ -103,11 +104,7 @@ export interface DeadNotificationView extends NotificationView {
   deadAt?: string;
 }
 
-export interface NotificationPage {
-  items: NotificationView[];
-  /** Pass as `cursor` for the next page; null on the last page. */
-  nextCursor: string | null;
-}
+export type NotificationPage = CursorPage<NotificationView>;
 
 /** Notifications by status. */
 export type NotificationStats = Record<NotificationStatus, number>;
@@ -201,17 +198,12 @@ const NotificationsService: ServiceSchema<
         const customerId = ownerOf(principalOf(ctx), ctx.params.customerId);
         const limit = ctx.params.limit ?? 20;
         const conditions: Filter[] = [{ customerId }];
-        if (ctx.params.cursor !== undefined) conditions.push(afterCursor(ctx.params.cursor));
+        if (ctx.params.cursor !== undefined) conditions.push(afterCursor(ctx.params.cursor, "date"));
         const docs = await this.notifications().find(
           { $and: conditions },
-          { sort: { createdAt: -1, _id: -1 }, limit: limit + 1 },
+          { sort: NEWEST_FIRST, limit: limit + 1 },
         );
-        const page = docs.slice(0, limit);
-        const last = page.at(-1);
-        return {
-          items: page.map(viewOf),
-          nextCursor: docs.length > limit && last !== undefined ? cursorOf(last) : null,
-        };
+        return pageOf(docs, limit, viewOf);
       },
     },
 
@@ -765,32 +757,6 @@ function requireOperator(ctx: Context): void {
   if (principal !== undefined && !isAdmin(principal)) {
     throw new MoleculerClientError("only an operator may do this", 403, "FORBIDDEN");
   }
-}
-
-function cursorOf(doc: NotificationDoc): string {
-  return Buffer.from(JSON.stringify([doc.createdAt.toISOString(), doc._id])).toString("base64url");
-}
-
-/** Notifications after the cursor in (createdAt desc, _id desc) order. */
-function afterCursor(cursor: string): Filter {
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-  } catch {
-    decoded = undefined;
-  }
-  const at = Array.isArray(decoded) && typeof decoded[0] === "string" ? new Date(decoded[0]) : undefined;
-  if (
-    !Array.isArray(decoded) ||
-    decoded.length !== 2 ||
-    typeof decoded[1] !== "string" ||
-    at === undefined ||
-    Number.isNaN(at.getTime())
-  ) {
-    throw new MoleculerClientError("cursor is not one this API returned", 400, "INVALID_CURSOR");
-  }
-  const id = decoded[1] as string;
-  return { $or: [{ createdAt: { $lt: at } }, { createdAt: at, _id: { $lt: id } }] };
 }
 
 function viewOf(doc: NotificationDoc): NotificationView {

@@ -17,6 +17,7 @@ import DbService from "moleculer-db";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
+import { afterCursor, pageOf, type CursorPage } from "../lib/newest-first";
 import { PeriodicTask } from "../lib/periodic-task";
 import { ORDER_ITEMS_PARAM, PAYMENT_METHOD_PARAM } from "../lib/params";
 import type { OutboxTransaction } from "../lib/outbox/outbox";
@@ -63,11 +64,7 @@ export interface OrderView {
   updatedAt: string;
 }
 
-export interface OrderPage {
-  items: OrderView[];
-  /** Pass as `cursor` for the next page; null on the last page. */
-  nextCursor: string | null;
-}
+export type OrderPage = CursorPage<OrderView>;
 
 interface CreateParams {
   items: { sku: string; quantity: number }[];
@@ -196,7 +193,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
         const owner = ownerFilter(principal, customerId);
         if (owner !== undefined) conditions.push({ customerId: owner });
         if (status !== undefined) conditions.push({ status });
-        if (cursor !== undefined) conditions.push(afterCursor(cursor));
+        if (cursor !== undefined) conditions.push(afterCursor(cursor, "string"));
         const query: Filter = conditions.length === 0 ? {} : { $and: conditions };
         // read through moleculer-db's adapter (store port underneath)
         const docs = (await this.adapter.find({
@@ -204,12 +201,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
           sort: ["-createdAt", "-_id"],
           limit: limit + 1,
         })) as OrderDoc[];
-        const page = docs.slice(0, limit);
-        const last = page.at(-1);
-        return {
-          items: page.map(viewOf),
-          nextCursor: docs.length > limit && last !== undefined ? cursorOf(last) : null,
-        };
+        return pageOf(docs, limit, viewOf);
       },
     },
 
@@ -552,30 +544,6 @@ function viewOf(doc: OrderDoc): OrderView {
 function ownerFilter(principal: Principal | undefined, customerId: string | undefined): string | undefined {
   if (principal === undefined || isAdmin(principal)) return customerId;
   return principal.id;
-}
-
-function cursorOf(doc: OrderDoc): string {
-  return Buffer.from(JSON.stringify([doc.createdAt, doc._id])).toString("base64url");
-}
-
-/** Orders after the cursor in (createdAt desc, _id desc) order. */
-function afterCursor(cursor: string): Filter {
-  let decoded: unknown;
-  try {
-    decoded = JSON.parse(Buffer.from(cursor, "base64url").toString("utf8"));
-  } catch {
-    decoded = undefined;
-  }
-  if (
-    !Array.isArray(decoded) ||
-    decoded.length !== 2 ||
-    typeof decoded[0] !== "string" ||
-    typeof decoded[1] !== "string"
-  ) {
-    throw new MoleculerClientError("cursor is not one this API returned", 400, "INVALID_CURSOR");
-  }
-  const [createdAt, id] = decoded as [string, string];
-  return { $or: [{ createdAt: { $lt: createdAt } }, { createdAt, _id: { $lt: id } }] };
 }
 
 function orderNotFound(id: string): Errors.MoleculerClientError {
