@@ -11,6 +11,10 @@
 import type { EventType, PayloadOf } from "./events";
 import { CURRENCY_EXPONENTS, format, isCurrency, type Currency } from "./money";
 
+/** Where a notification is in its life: pending → sent, or failed (retried) → … → dead. */
+export const NOTIFICATION_STATUSES = ["pending", "failed", "sent", "dead"] as const;
+export type NotificationStatus = (typeof NOTIFICATION_STATUSES)[number];
+
 /** Channels a notification goes out on; one notification per (event, channel). */
 export const NOTIFICATION_CHANNELS = ["email", "sms"] as const;
 export type NotificationChannel = (typeof NOTIFICATION_CHANNELS)[number];

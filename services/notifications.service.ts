@@ -35,8 +35,10 @@ import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastr
 import { OutboxMixin } from "../mixins/outbox.mixin";
 import { uuidv7 } from "../models/ids";
 import {
+  NOTIFICATION_STATUSES,
   renderNotifications,
   type NotificationChannel,
+  type NotificationStatus,
   type NotifiedEvent,
   type NotifiedEventType,
   type RenderedNotification,
@@ -46,10 +48,6 @@ const { MoleculerClientError } = Errors;
 
 /** Collection of notifications in the notifications store. */
 const NOTIFICATIONS = "notifications";
-
-/** Where a notification is in its life (see the module comment). */
-export const NOTIFICATION_STATUSES = ["pending", "failed", "sent", "dead"] as const;
-export type NotificationStatus = (typeof NOTIFICATION_STATUSES)[number];
 
 /** Statuses the sender picks up (when due and not leased). */
 const SENDABLE: NotificationStatus[] = ["pending", "failed"];

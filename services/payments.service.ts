@@ -51,6 +51,7 @@ import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastr
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import { uuidv7 } from "../models/ids";
 import type { Money } from "../models/money";
+import { PAYMENT_STATUSES, type PaymentStatus } from "../models/payment";
 
 const { MoleculerClientError } = Errors;
 
@@ -58,17 +59,6 @@ const { MoleculerClientError } = Errors;
 const PAYMENTS = "payments";
 /** Provider event ids already applied (replay protection). */
 const WEBHOOK_EVENTS = "webhook_events";
-
-export const PAYMENT_STATUSES = [
-  "pending",
-  "processing",
-  "captured",
-  "failed",
-  "refunding",
-  "refunded",
-  "cancelled",
-] as const;
-export type PaymentStatus = (typeof PAYMENT_STATUSES)[number];
 
 /** States in which the charger has work to do (charge, poll, refund). */
 const ACTIVE_STATUSES: PaymentStatus[] = ["pending", "processing", "refunding"];

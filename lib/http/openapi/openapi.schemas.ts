@@ -8,24 +8,15 @@
  * a field added without documentation fails the contract test; open where the shape is not ours.
  */
 import { CURRENCY_EXPONENTS } from "../../../models/money";
-import { NOTIFICATION_CHANNELS, NOTIFIED_EVENT_TYPES } from "../../../models/notification";
+import {
+  NOTIFICATION_CHANNELS,
+  NOTIFICATION_STATUSES,
+  NOTIFIED_EVENT_TYPES,
+} from "../../../models/notification";
 import { CANCEL_REASONS, ORDER_LIMITS, ORDER_STATUSES } from "../../../models/order";
 import { SKU_PATTERN } from "../../../models/inventory";
+import { PAYMENT_STATUSES } from "../../../models/payment";
 import type { JsonSchema } from "./openapi.types";
-
-/** Statuses of a payment (services/payments.service.ts `PAYMENT_STATUSES`). */
-export const PAYMENT_STATUS_VALUES = [
-  "pending",
-  "processing",
-  "captured",
-  "failed",
-  "refunding",
-  "refunded",
-  "cancelled",
-] as const;
-
-/** Statuses of a notification (services/notifications.service.ts `NOTIFICATION_STATUSES`). */
-export const NOTIFICATION_STATUS_VALUES = ["pending", "failed", "sent", "dead"] as const;
 
 /** A `$ref` to one of the schemas below. */
 export function schemaRef(name: SchemaName): JsonSchema {
@@ -143,7 +134,7 @@ export const COMPONENT_SCHEMAS = {
     {
       id: text("Payment id, also the provider's idempotency key."),
       orderId: text(),
-      status: { type: "string", enum: [...PAYMENT_STATUS_VALUES] },
+      status: { type: "string", enum: [...PAYMENT_STATUSES] },
       amount: ref("Money"),
       paymentMethod: text(),
       providerPaymentId: text("The provider's payment intent."),
@@ -154,7 +145,7 @@ export const COMPONENT_SCHEMAS = {
       history: {
         type: "array",
         items: closedObject({
-          status: { type: "string", enum: [...PAYMENT_STATUS_VALUES] },
+          status: { type: "string", enum: [...PAYMENT_STATUSES] },
           at: instant("When the payment entered this status."),
         }),
       },
@@ -171,7 +162,7 @@ export const COMPONENT_SCHEMAS = {
       orderId: text(),
       type: { type: "string", enum: [...NOTIFIED_EVENT_TYPES] },
       channel: { type: "string", enum: [...NOTIFICATION_CHANNELS] },
-      status: { type: "string", enum: [...NOTIFICATION_STATUS_VALUES] },
+      status: { type: "string", enum: [...NOTIFICATION_STATUSES] },
       subject: text("E-mail only."),
       body: text(),
       attempts: count("Sends tried so far."),
