@@ -541,7 +541,9 @@ export class NotificationSender {
         breaker.state === "halfOpen"
           ? Math.max(0, 1 - this.inFlight.size)
           : settings.maxInFlight - this.inFlight.size;
-      if (room <= 0) {
+      // refill in batches: a claim reads the whole due set, so one claim per freed slot would cost
+      // a scan per notification exactly when the backlog is longest
+      if (room <= 0 || (room < refillBatch(settings.maxInFlight) && this.inFlight.size > 0)) {
         await this.signals.wait("room");
         continue;
       }
@@ -755,6 +757,11 @@ function requireOperator(ctx: Context): void {
   if (principal !== undefined && !isAdmin(principal)) {
     throw new MoleculerClientError("only an operator may do this", 403, "FORBIDDEN");
   }
+}
+
+/** How many free slots a sender waits for before it claims again (while some sends are in flight). */
+function refillBatch(maxInFlight: number): number {
+  return Math.max(1, Math.floor(maxInFlight / 2));
 }
 
 function viewOf(doc: NotificationDoc): NotificationView {

@@ -975,7 +975,10 @@ class ChargerLoop {
     while (this.running) {
       this.wakeRequested = false;
       const room = this.options.concurrency - this.active.size;
-      if (room > 0) {
+      // refill in batches: a claim reads the due set, so one claim per freed slot would cost a
+      // query per payment exactly when the backlog is longest
+      const batch = Math.max(1, Math.floor(this.options.concurrency / 2));
+      if (room >= batch || (room > 0 && this.active.size === 0)) {
         try {
           const docs = await this.options.claim(room);
           this.backlog = docs.length === room;
