@@ -4,15 +4,10 @@
  * and runs under its Content Security Policy without a single violation or console error. A
  * full-page screenshot lands in test-artifacts/docs.png.
  */
-import { existsSync, mkdirSync, mkdtempSync, rmSync, statSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
+import { existsSync, mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
-import { ServiceBroker, type Service } from "moleculer";
 import { chromium, type BrowserContext } from "playwright-core";
-import { createBrokerOptions } from "../../moleculer.config";
-import { loadConfig } from "../../lib/config";
-import { SERVICE_SCHEMAS } from "../../services";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 
 /** Debian's Chromium (ORDERMESH_CHROMIUM_BIN elsewhere), or null. */
 const CHROMIUM_PATH = process.env.ORDERMESH_CHROMIUM_BIN ?? "/usr/bin/chromium";
@@ -51,29 +46,15 @@ function isLocal(url: string): boolean {
 }
 
 describeWithChromium("API docs page in a browser", () => {
-  let dir: string;
-  let broker: ServiceBroker;
+  let node: GatewayNode<undefined> | undefined;
   let base: string;
   let context: BrowserContext;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-docs-"));
-    const config = loadConfig({
-      PORT: "0",
-      DATA_DIR: join(dir, "data"),
-      LOG_LEVEL: "fatal",
-      JWT_SECRET: "docs-browser-secret-0123456789",
-      // payments needs a provider address to start; the page never charges anything
-      PSP_URL: "http://127.0.0.1:9",
-      PSP_WEBHOOK_SECRET: "whsec_docs_browser_0123456789",
-    });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    base = `http://127.0.0.1:${gateway.server.address().port}`;
+    node = await startGatewayNode({ name: "docs", simulator: false });
+    base = node.url;
     // a fresh profile: nothing cached, nothing signed in
-    context = await chromium.launchPersistentContext(join(dir, "profile"), {
+    context = await chromium.launchPersistentContext(join(node.dir, "profile"), {
       executablePath: chromiumPath as string,
       args: CHROMIUM_ARGS,
       headless: true,
@@ -82,8 +63,7 @@ describeWithChromium("API docs page in a browser", () => {
 
   afterAll(async () => {
     await context?.close();
-    await broker?.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
   it("renders the operations from local files only, without console errors or CSP violations", async () => {

@@ -10,7 +10,7 @@
  */
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync } from "node:fs";
-import { Agent, request } from "node:http";
+import { Agent, request, type IncomingMessage } from "node:http";
 import { connect } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -49,6 +49,19 @@ interface Sent {
   error?: string;
 }
 
+/** The answer in `res`, read to its end. */
+function readOutcome(res: IncomingMessage): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    let text = "";
+    res.setEncoding("utf8");
+    res.on("data", (chunk: string) => (text += chunk));
+    res.on("end", () =>
+      resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body: text }),
+    );
+    res.on("error", reject);
+  });
+}
+
 /** One HTTP exchange; `agent: false` opens a connection of its own. */
 function send(
   port: number,
@@ -74,15 +87,7 @@ function send(
             : { "content-type": "application/json", "content-length": String(Buffer.byteLength(body)) }),
         },
       },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => (text += chunk));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body: text }),
-        );
-        res.on("error", reject);
-      },
+      (res) => readOutcome(res).then(resolve, reject),
     );
     req.on("error", reject);
     req.end(body);
@@ -109,14 +114,7 @@ function slowOrder(port: number, token: string): { entry: Sent; finish(): void; 
           "content-length": String(Buffer.byteLength(body)),
         },
       },
-      (res) => {
-        let text = "";
-        res.setEncoding("utf8");
-        res.on("data", (chunk: string) => (text += chunk));
-        res.on("end", () =>
-          resolve({ status: res.statusCode ?? 0, connection: res.headers.connection, body: text }),
-        );
-      },
+      (res) => readOutcome(res).then(resolve, reject),
     );
     req.on("error", reject);
     req.write(body.slice(0, 12));
@@ -341,9 +339,10 @@ describe("shutdown", () => {
     expect(proc.output()).toContain(`draining: not ready, still serving for 1500 ms`);
   }
 
-  it("embedded: SIGTERM under load drains, answers every request and exits 0", async () => {
+  /** Launch `command` with dev tokens, the drain and the grace, then stop it under load. */
+  async function launchAndStopUnderLoad(command: "start" | "cluster"): Promise<OrdermeshProcess> {
     const port = await freePort();
-    const proc = launch(["start"], {
+    const proc = launch([command], {
       PORT: String(port),
       DATA_DIR: tempDir(),
       AUTH_DEV_TOKENS: "true",
@@ -353,6 +352,11 @@ describe("shutdown", () => {
       ...NO_RATE_LIMITS,
     });
     await stopUnderLoad(proc, port);
+    return proc;
+  }
+
+  it("embedded: SIGTERM under load drains, answers every request and exits 0", async () => {
+    await launchAndStopUnderLoad("start");
   });
 
   it("exits 1 when the stop outlasts SHUTDOWN_TIMEOUT", async () => {
@@ -386,17 +390,7 @@ describe("shutdown", () => {
 
   nats.describe("over NATS", () => {
     it("local cluster: the gateway drains first, so requests in flight still reach the services", async () => {
-      const port = await freePort();
-      const proc = launch(["cluster"], {
-        PORT: String(port),
-        DATA_DIR: tempDir(),
-        AUTH_DEV_TOKENS: "true",
-        SHUTDOWN_DRAIN: DRAIN,
-        SHUTDOWN_TIMEOUT: `${GRACE_MS}ms`,
-        LOG_LEVEL: "info",
-        ...NO_RATE_LIMITS,
-      });
-      await stopUnderLoad(proc, port);
+      const proc = await launchAndStopUnderLoad("cluster");
       // the slow orders above were answered 201 after the drain: orders and inventory were still up.
       // The supervisor stopped them once the gateway had exited.
       const output = proc.output();

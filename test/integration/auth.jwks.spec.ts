@@ -4,7 +4,7 @@
  * times it was asked. The key set's clock is a variable the test moves, so cache time and refetch
  * throttle are exercised without waiting.
  */
-import { createHmac, generateKeyPairSync, type KeyObject } from "node:crypto";
+import { generateKeyPairSync, type KeyObject } from "node:crypto";
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import jwt from "jsonwebtoken";
@@ -17,6 +17,7 @@ import {
 } from "../../lib/auth/token-verifier";
 import { errorResponse } from "../../lib/http/error-response";
 import { freePort } from "../support/ports";
+import { b64url, handMade } from "../support/tokens";
 
 /** How the provider answers: with its key set, with a 500, or not at all. */
 type Mode = "serve" | "fail" | "hang";
@@ -100,10 +101,6 @@ function providerToken(
     audience: options.audience ?? AUDIENCE,
     ...(kid === null ? {} : { keyid: kid }),
   });
-}
-
-function b64url(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString("base64url");
 }
 
 async function refusal(verifier: TokenVerifier, token: string): Promise<{ code?: unknown; type?: unknown }> {
@@ -364,10 +361,7 @@ describe("tokens signed by an identity provider (JWKS)", () => {
     const pem = rsa.publicKey.export({ type: "spki", format: "pem" }).toString();
     const jwkText = JSON.stringify(jwkOf(rsa));
     const claims = { sub: "mallory", roles: ["admin"], iss: ISSUER, aud: AUDIENCE };
-    const forge = (key: string, header: Record<string, unknown>) => {
-      const head = `${b64url(header)}.${b64url(claims)}`;
-      return `${head}.${createHmac("sha256", key).update(head).digest("base64url")}`;
-    };
+    const forge = (key: string, header: Record<string, unknown>) => handMade(header, claims, key);
     const forgeries = [
       forge(pem, { alg: "HS256", typ: "JWT" }),
       forge(pem, { alg: "HS256", kid: "rsa-1" }),

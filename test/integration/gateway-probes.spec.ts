@@ -1,12 +1,6 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
-import { loadConfig } from "../../lib/config";
+import type { ServiceBroker } from "moleculer";
 import { infrastructureOf } from "../../lib/infrastructure";
-import { SERVICE_SCHEMAS } from "../../services";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 
 interface Readiness {
   status: string;
@@ -14,31 +8,18 @@ interface Readiness {
 }
 
 describe("gateway probes", () => {
-  let dir: string;
+  let node: GatewayNode<undefined> | undefined;
   let broker: ServiceBroker;
   let base: string;
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-probes-"));
-    const config = loadConfig({
-      PORT: "0",
-      DATA_DIR: dir,
-      LOG_LEVEL: "fatal",
-      JWT_SECRET: "probe-jwt-secret-0123456789",
-      // payments needs a provider address to start; these probes never charge anything
-      PSP_URL: "http://127.0.0.1:9",
-      PSP_WEBHOOK_SECRET: "whsec_probe_0123456789",
-    });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    base = `http://127.0.0.1:${gateway.server.address().port}`;
+    node = await startGatewayNode({ name: "probes", simulator: false });
+    ({ broker, url: base } = node);
   });
 
   afterEach(async () => {
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
+    node = undefined;
   });
 
   async function readiness(): Promise<{ status: number; body: Readiness }> {

@@ -3,15 +3,10 @@
  * `started` handler (the HTTP server already listens by then), 200 `started` once the broker has
  * started them all, and stays 200 when readiness fails later.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
+import type { ServiceBroker } from "moleculer";
 import { deferred, type Deferred } from "../../lib/bus/bus.shared";
-import { loadConfig } from "../../lib/config";
-import { SERVICE_SCHEMAS } from "../../services";
+import { gatewayServer, prepareGatewayNode, type PreparedGatewayNode } from "../support/gateway-node";
 import { waitFor } from "../support/wait";
 
 interface Probe {
@@ -20,45 +15,33 @@ interface Probe {
 }
 
 describe("gateway startup probe", () => {
-  let dir: string;
+  let node: PreparedGatewayNode<undefined> | undefined;
   let broker: ServiceBroker;
   let starting: Promise<void>;
   let seeding: Deferred<void>;
   let base: string;
 
   beforeEach(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-startup-"));
-    const config = loadConfig({
-      PORT: "0",
-      DATA_DIR: dir,
-      LOG_LEVEL: "fatal",
-      JWT_SECRET: "startup-jwt-secret-0123456789",
-      // payments needs a provider address to start; nothing is charged here
-      PSP_URL: "http://127.0.0.1:9",
-      PSP_WEBHOOK_SECRET: "whsec_startup_0123456789",
-    });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
+    node = await prepareGatewayNode({ name: "startup", simulator: false });
+    ({ broker } = node);
     // a local service that takes its time to start, like a long seed or migration
     seeding = deferred<void>();
     broker.createService({ name: "catalog-import", started: () => seeding.promise });
     starting = broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & {
-      server: { listening: boolean; address(): AddressInfo };
-    };
+    const gateway = gatewayServer(broker);
     await waitFor(
       "the gateway to listen and register",
-      () => gateway.server.listening && broker.registry.hasService("gateway", broker.nodeID),
+      () => gateway.listening && broker.registry.hasService("gateway", broker.nodeID),
       20_000,
     );
-    base = `http://127.0.0.1:${gateway.server.address().port}`;
+    base = `http://127.0.0.1:${(gateway.address() as AddressInfo).port}`;
   });
 
   afterEach(async () => {
     seeding.resolve();
     await starting.catch(() => undefined);
-    await broker.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
+    node = undefined;
   });
 
   async function probe(path: string): Promise<Probe> {

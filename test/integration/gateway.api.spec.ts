@@ -4,62 +4,36 @@
  * bad input, the dev-token switch and the payment webhook's signature check.
  */
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
+import type { ServiceBroker } from "moleculer";
 import { issueToken } from "../../lib/auth/jwt";
-import { loadConfig } from "../../lib/config";
 import { infrastructureOf } from "../../lib/infrastructure";
 import { signPayload } from "../../lib/psp/psp.signature";
-import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
-import { SERVICE_SCHEMAS } from "../../services";
-import { Api, type ErrorBody, type OrderBody } from "../support/api";
-import { freePort } from "../support/ports";
+import type { PspSimulator } from "../../lib/psp/psp.simulator";
+import type { Api, ErrorBody, OrderBody } from "../support/api";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 
 const JWT_SECRET = "gateway-api-secret-0123456789";
 const WEBHOOK_SECRET = "whsec_gateway_api_0123456789";
 
 describe("gateway HTTP API", () => {
-  let dir: string;
+  let node: GatewayNode | undefined;
   let broker: ServiceBroker;
   let sim: PspSimulator;
   let api: Api;
 
   async function startBroker(devTokens: boolean): Promise<void> {
-    const port = await freePort();
-    sim = await startPspSimulator({
-      dataDir: dir,
-      port: 0,
-      webhookUrl: `http://127.0.0.1:${port}/api/v1/payments/webhook`,
+    node = await startGatewayNode({
+      name: "gateway-api",
+      jwtSecret: JWT_SECRET,
       webhookSecret: WEBHOOK_SECRET,
+      devTokens,
     });
-    const config = loadConfig({
-      PORT: String(port),
-      DATA_DIR: dir,
-      LOG_LEVEL: "fatal",
-      JWT_SECRET,
-      AUTH_DEV_TOKENS: String(devTokens),
-      PSP_URL: sim.url,
-      PSP_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    api = new Api(`http://127.0.0.1:${gateway.server.address().port}`, JWT_SECRET);
+    ({ broker, sim, api } = node);
   }
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-gateway-api-"));
-  });
-
   afterEach(async () => {
-    await broker?.stop();
-    await sim?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
+    node = undefined;
   });
 
   describe("with dev tokens off", () => {

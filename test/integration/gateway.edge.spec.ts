@@ -4,74 +4,37 @@
  * CORS, W3C traceparent carried into the outbox, and webhook secret rotation.
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import jwt from "jsonwebtoken";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
-import { loadConfig } from "../../lib/config";
 import { infrastructureOf } from "../../lib/infrastructure";
 import { OUTBOX_COLLECTION, type OutboxRow } from "../../lib/outbox/outbox";
 import { signPayload } from "../../lib/psp/psp.signature";
-import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
-import { SERVICE_SCHEMAS } from "../../services";
-import { Api, type ErrorBody } from "../support/api";
-import { freePort } from "../support/ports";
+import type { ErrorBody } from "../support/api";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 import { redisServerBinary, startRedisServer, type RedisServer } from "../support/redis-server";
 
 const JWT_SECRET = "gateway-edge-secret-0123456789";
 const WEBHOOK_SECRET = "whsec_gateway_edge_new_0123456789";
 const WEBHOOK_SECRET_PREVIOUS = "whsec_gateway_edge_old_0123456789";
 
-interface Node {
-  broker: ServiceBroker;
-  api: Api;
-  dir: string;
-}
+const nodes: GatewayNode[] = [];
 
-const nodes: Node[] = [];
-const sims: PspSimulator[] = [];
-
-async function startNode(env: Record<string, string> = {}): Promise<Node> {
-  const dir = mkdtempSync(join(tmpdir(), "ordermesh-gateway-edge-"));
-  const port = await freePort();
-  const sim = await startPspSimulator({
-    dataDir: dir,
-    port: 0,
-    webhookUrl: `http://127.0.0.1:${port}/api/v1/payments/webhook`,
+async function startNode(env: Record<string, string> = {}): Promise<GatewayNode> {
+  const node = await startGatewayNode({
+    name: "gateway-edge",
+    jwtSecret: JWT_SECRET,
     webhookSecret: WEBHOOK_SECRET,
+    env: { PSP_WEBHOOK_SECRET_PREVIOUS: WEBHOOK_SECRET_PREVIOUS, ...env },
+    // the rate-limit tests look at every 429 themselves
+    retryReadsWhenLimited: false,
   });
-  sims.push(sim);
-  const config = loadConfig({
-    PORT: String(port),
-    DATA_DIR: dir,
-    LOG_LEVEL: "fatal",
-    JWT_SECRET,
-    PSP_URL: sim.url,
-    PSP_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    PSP_WEBHOOK_SECRET_PREVIOUS: WEBHOOK_SECRET_PREVIOUS,
-    ...env,
-  });
-  const broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-  for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-  await broker.start();
-  const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-  // the rate-limit tests look at every 429 themselves
-  const api = new Api(`http://127.0.0.1:${gateway.server.address().port}`, JWT_SECRET, false);
-  const node = { broker, api, dir };
   nodes.push(node);
   return node;
 }
 
 afterEach(async () => {
-  for (const node of nodes.splice(0)) {
-    await node.broker.stop();
-    rmSync(node.dir, { recursive: true, force: true });
-  }
-  await Promise.all(sims.splice(0).map((sim) => sim.close()));
+  for (const node of nodes.splice(0)) await node.stop();
 });
 
 describe("rate limits", () => {
@@ -165,7 +128,7 @@ redisServerBinary.describe("rate limits shared through Redis", () => {
       RATE_LIMIT_READS: "0.1:10",
       NAMESPACE: `edge-${randomUUID().slice(0, 8)}`,
     };
-    const [a, b] = [await startNode(env), await startNode(env)] as [Node, Node];
+    const [a, b] = [await startNode(env), await startNode(env)] as [GatewayNode, GatewayNode];
     const dave = a.api.token("dave");
     const statuses = await Promise.all(
       Array.from({ length: 30 }, (_, i) =>

@@ -12,21 +12,13 @@
  * printed at the end. Each property stops at its first failing request, shrunk by fast-check;
  * HOSTILE_REPORT=all sends every request instead and lists each kind of failure once.
  */
-import { mkdtempSync, rmSync } from "node:fs";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import fc from "fast-check";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
+import type { ServiceBroker } from "moleculer";
 import { SUBJECT } from "../../lib/auth/jwt";
-import { loadConfig } from "../../lib/config";
 import { signPayload } from "../../lib/psp/psp.signature";
-import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
 import { SKU_PATTERN } from "../../models/inventory";
-import { SERVICE_SCHEMAS } from "../../services";
-import { Api } from "../support/api";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 import {
   describeRequest,
   describeResponse,
@@ -42,7 +34,6 @@ import {
   type RawRequest,
   type StateFingerprint,
 } from "../support/hostile";
-import { freePort } from "../support/ports";
 
 const JWT_SECRET = "gateway-hostile-secret-0123456789";
 const WEBHOOK_SECRET = "whsec_gateway_hostile_0123456789";
@@ -117,40 +108,22 @@ const byStatus = new Map<number, number>();
 const byProperty = new Map<string, number>();
 
 describe("gateway HTTP API against hostile clients", () => {
-  let dir: string;
+  let node: GatewayNode | undefined;
   let broker: ServiceBroker;
-  let sim: PspSimulator;
   let world: World;
   let stateBefore: StateFingerprint;
   let prototypesBefore: string;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-gateway-hostile-"));
-    const port = await freePort();
-    sim = await startPspSimulator({
-      dataDir: dir,
-      port: 0,
-      webhookUrl: `http://127.0.0.1:${port}/api/v1/payments/webhook`,
+    node = await startGatewayNode({
+      name: "gateway-hostile",
+      jwtSecret: JWT_SECRET,
       webhookSecret: WEBHOOK_SECRET,
+      devTokens: true,
+      env: { RATE_LIMIT_READS: "off", RATE_LIMIT_WRITES: "off", RATE_LIMIT_ORDERS: "off" },
     });
-    const config = loadConfig({
-      PORT: String(port),
-      DATA_DIR: dir,
-      LOG_LEVEL: "fatal",
-      JWT_SECRET,
-      AUTH_DEV_TOKENS: "true",
-      PSP_URL: sim.url,
-      PSP_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      RATE_LIMIT_READS: "off",
-      RATE_LIMIT_WRITES: "off",
-      RATE_LIMIT_ORDERS: "off",
-    });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    const gatewayPort = gateway.server.address().port;
-    const api = new Api(`http://127.0.0.1:${gatewayPort}`, JWT_SECRET);
+    ({ broker } = node);
+    const { api, dir, port: gatewayPort } = node;
 
     const tokens = { alice: api.token("alice"), bob: api.token("bob"), admin: api.token("ops", ["admin"]) };
     const paid = await api.placeOrder(tokens.alice, [{ sku: "MUG-BLUE", quantity: 1 }], "pm_card_visa");
@@ -186,7 +159,7 @@ describe("gateway HTTP API against hostile clients", () => {
     };
     stateBefore = await settledFingerprint(broker);
     prototypesBefore = prototypeFingerprint();
-    catchEscapes(gateway.server as unknown as Server);
+    catchEscapes(node.server);
   }, 60_000);
 
   afterAll(async () => {
@@ -201,9 +174,7 @@ describe("gateway HTTP API against hostile clients", () => {
         ...properties,
       ].join("\n"),
     );
-    await broker?.stop();
-    await sim?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
   });
 
   /**

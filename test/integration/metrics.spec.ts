@@ -5,19 +5,11 @@
  * survives an instance that does not answer. The output is parsed by the rules of the Prometheus
  * text format (version 0.0.4).
  */
-import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import { ServiceBroker, type BrokerOptions, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
-import { loadConfig } from "../../lib/config";
+import { ServiceBroker, type BrokerOptions } from "moleculer";
 import type { InboxStats } from "../../lib/inbox/inbox.consumer";
 import type { OutboxStats } from "../../lib/outbox/outbox.relay";
-import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
-import { SERVICE_SCHEMAS } from "../../services";
-import { Api, type OrderBody } from "../support/api";
-import { freePort } from "../support/ports";
+import type { Api, OrderBody } from "../support/api";
+import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
 import { waitFor } from "../support/wait";
 
 const JWT_SECRET = "metrics-jwt-secret-0123456789";
@@ -164,9 +156,8 @@ const dropRequests = {
 } as unknown as NonNullable<BrokerOptions["middlewares"]>[number];
 
 describe("gateway metrics", () => {
-  let dir: string;
+  let node: GatewayNode | undefined;
   let broker: ServiceBroker;
-  let sim: PspSimulator;
   let api: Api;
   let scrapes: number;
   let namespace: string;
@@ -175,40 +166,25 @@ describe("gateway metrics", () => {
 
   /** Every service on one broker; `overrides` of its options (a transporter to let other nodes in). */
   async function start(overrides: Partial<BrokerOptions> = {}): Promise<void> {
-    const port = await freePort();
-    sim = await startPspSimulator({
-      dataDir: dir,
-      port: 0,
-      webhookUrl: `http://127.0.0.1:${port}/api/v1/payments/webhook`,
+    node = await startGatewayNode({
+      name: "metrics",
+      jwtSecret: JWT_SECRET,
       webhookSecret: WEBHOOK_SECRET,
+      broker: overrides,
     });
-    const config = loadConfig({
-      PORT: String(port),
-      DATA_DIR: dir,
-      LOG_LEVEL: "fatal",
-      JWT_SECRET,
-      PSP_URL: sim.url,
-      PSP_WEBHOOK_SECRET: WEBHOOK_SECRET,
-    });
-    namespace = config.namespace;
-    broker = new ServiceBroker({ ...createBrokerOptions(config, overrides), logger: false });
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    api = new Api(`http://127.0.0.1:${gateway.server.address().port}`, JWT_SECRET);
+    ({ broker, api } = node);
+    namespace = node.config.namespace;
     scrapes = 0;
   }
 
   beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-metrics-"));
     other = undefined;
   });
 
   afterEach(async () => {
     await other?.stop();
-    await broker?.stop();
-    await sim?.close();
-    rmSync(dir, { recursive: true, force: true });
+    await node?.stop();
+    node = undefined;
   });
 
   async function scrape(): Promise<{ contentType: string | null; text: string; exposition: Exposition }> {

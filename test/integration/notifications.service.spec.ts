@@ -31,6 +31,7 @@ import NotificationsService, {
   type NotificationView,
   type NotificationsSettings,
 } from "../../services/notifications.service";
+import { orderCreatedEnvelope } from "../fixtures/events";
 import { freePort } from "../support/ports";
 import { waitFor } from "../support/wait";
 
@@ -119,20 +120,7 @@ let counter = 0;
 const USD = (minor: number) => ({ minor, currency: "USD" });
 
 function orderCreated(customerId = "cus-1"): EventEnvelope<"order.created"> {
-  const orderId = `order-${++counter}`;
-  return buildEnvelope({
-    type: "order.created",
-    aggregateType: "order",
-    aggregateId: orderId,
-    payload: {
-      orderId,
-      customerId,
-      items: [{ sku: "SKU-1", quantity: 2, unitPrice: USD(1249) }],
-      total: USD(2498),
-      paymentMethod: "pm_card_visa",
-      paymentDueAt: "2030-01-01T00:15:00.000Z",
-    },
-  });
+  return orderCreatedEnvelope({ orderId: `order-${++counter}`, customerId, quantity: 2, unitMinor: 1249 });
 }
 
 function orderPaid(customerId = "cus-1"): EventEnvelope<"order.paid"> {

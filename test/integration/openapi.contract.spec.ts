@@ -7,56 +7,28 @@
  */
 import { execFileSync } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtempSync, rmSync } from "node:fs";
-import type { AddressInfo } from "node:net";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import Ajv2020 from "ajv/dist/2020";
-import { ServiceBroker, type Service } from "moleculer";
-import { createBrokerOptions } from "../../moleculer.config";
+import type { ServiceBroker } from "moleculer";
 import { issueToken } from "../../lib/auth/jwt";
 import type { Role } from "../../lib/constants";
-import { loadConfig } from "../../lib/config";
 import {
   ApiContract,
   coverageProblems,
   documentedOperations,
   operationKey,
   type AliasListing,
-  type CompileSchema,
 } from "../../lib/http/openapi/openapi.conformance";
 import { servedAliases, type GatewaySchema } from "../../lib/http/openapi/openapi.document";
 import type { OpenApiDocument } from "../../lib/http/openapi/openapi.types";
 import { signPayload } from "../../lib/psp/psp.signature";
-import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
-import { SERVICE_SCHEMAS } from "../../services";
-import { freePort } from "../support/ports";
+import type { PspSimulator } from "../../lib/psp/psp.simulator";
+import { startGatewayNode, type GatewayNode, type GatewayNodeOptions } from "../support/gateway-node";
+import { ajvCompile } from "../support/openapi";
 import { waitFor } from "../support/wait";
 
 const JWT_SECRET = "openapi-contract-secret-0123456789";
 const WEBHOOK_SECRET = "whsec_openapi_contract_0123456789";
 const REPO_ROOT = join(__dirname, "..", "..");
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
-/** ajv's 2020-12 dialect, strict: an unknown keyword in the document fails to compile. */
-function ajvCompile(): CompileSchema {
-  const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-  ajv.addFormat("date-time", {
-    type: "string",
-    validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)),
-  });
-  return (schema) => {
-    const validate = ajv.compile(schema);
-    return (value) =>
-      validate(value)
-        ? []
-        : (validate.errors ?? []).map((e) =>
-            e.keyword === "additionalProperties"
-              ? `${e.instancePath || "/"} has the undocumented property "${String(e.params.additionalProperty)}"`
-              : `${e.instancePath || "/"} ${e.message ?? e.keyword}`,
-          );
-  };
-}
 
 /**
  * The official OpenAPI 3.1 schema check of @seriousme/openapi-schema-validator (which also resolves
@@ -146,24 +118,18 @@ function codeOf(answer: Answer): unknown {
 }
 
 describe("OpenAPI contract of the HTTP API", () => {
-  let dir: string;
-  let brokers: ServiceBroker[] = [];
-  let sim: PspSimulator | undefined;
+  const nodes: GatewayNode<PspSimulator | undefined>[] = [];
 
-  async function startBroker(env: Record<string, string>): Promise<{ broker: ServiceBroker; base: string }> {
-    const config = loadConfig({
-      DATA_DIR: join(dir, String(brokers.length)),
-      LOG_LEVEL: "fatal",
-      JWT_SECRET,
-      PSP_WEBHOOK_SECRET: WEBHOOK_SECRET,
-      ...env,
+  /** Every service on one broker, with this suite's secrets. */
+  async function startBroker(options: GatewayNodeOptions): Promise<{ broker: ServiceBroker; base: string }> {
+    const node = await startGatewayNode({
+      name: "openapi",
+      jwtSecret: JWT_SECRET,
+      webhookSecret: WEBHOOK_SECRET,
+      ...options,
     });
-    const broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
-    brokers.push(broker);
-    for (const schema of Object.values(SERVICE_SCHEMAS)) broker.createService(schema);
-    await broker.start();
-    const gateway = broker.getLocalService("gateway") as Service & { server: { address(): AddressInfo } };
-    return { broker, base: `http://127.0.0.1:${gateway.server.address().port}` };
+    nodes.push(node);
+    return { broker: node.broker, base: node.url };
   }
 
   function gatewaySchemaOf(broker: ServiceBroker): GatewaySchema {
@@ -178,16 +144,8 @@ describe("OpenAPI contract of the HTTP API", () => {
     return (await res.json()) as OpenApiDocument;
   }
 
-  beforeEach(() => {
-    dir = mkdtempSync(join(tmpdir(), "ordermesh-openapi-"));
-    brokers = [];
-  });
-
   afterEach(async () => {
-    for (const broker of brokers) await broker.stop();
-    await sim?.close();
-    sim = undefined;
-    rmSync(dir, { recursive: true, force: true });
+    for (const node of nodes.splice(0)) await node.stop();
   });
 
   describe("the document", () => {
@@ -195,7 +153,7 @@ describe("OpenAPI contract of the HTTP API", () => {
     let document: OpenApiDocument;
 
     beforeEach(async () => {
-      const started = await startBroker({ PORT: "0", PSP_URL: "http://127.0.0.1:9" });
+      const started = await startBroker({ simulator: false });
       broker = started.broker;
       document = await documentOf(started.base);
     });
@@ -229,18 +187,7 @@ describe("OpenAPI contract of the HTTP API", () => {
   });
 
   it("(c) answers every operation as documented, on its happy path and its main error cases", async () => {
-    const port = await freePort();
-    sim = await startPspSimulator({
-      dataDir: dir,
-      port: 0,
-      webhookUrl: `http://127.0.0.1:${port}/api/v1/payments/webhook`,
-      webhookSecret: WEBHOOK_SECRET,
-    });
-    const { broker, base } = await startBroker({
-      PORT: String(port),
-      PSP_URL: sim.url,
-      AUTH_DEV_TOKENS: "true",
-    });
+    const { broker, base } = await startBroker({ devTokens: true });
     const document = await documentOf(base);
     const api = new ContractClient(base, new ApiContract(document, ajvCompile()));
     const admin = api.token("ops", ["admin"]);
@@ -425,11 +372,12 @@ describe("OpenAPI contract of the HTTP API", () => {
 
   it("(c) answers rate limits, foreign origins, switched-off dev tokens and an unready cluster as documented", async () => {
     const { broker, base } = await startBroker({
-      PORT: "0",
-      PSP_URL: "http://127.0.0.1:9",
-      // one read, then a refill so slow that the next read is refused
-      RATE_LIMIT_READS: "0.01:1",
-      CORS_ORIGINS: "https://shop.example.com",
+      simulator: false,
+      env: {
+        // one read, then a refill so slow that the next read is refused
+        RATE_LIMIT_READS: "0.01:1",
+        CORS_ORIGINS: "https://shop.example.com",
+      },
     });
     const api = new ContractClient(base, new ApiContract(await documentOf(base), ajvCompile()));
 

@@ -22,6 +22,7 @@ import type { AnyServiceSchema } from "../../mixins/schema";
 import { subjectOf, type EventEnvelope, type EventType } from "../../models/events";
 import { createBrokerOptions } from "../../moleculer.config";
 import PaymentsService, { type PaymentStats, type PaymentView } from "../../services/payments.service";
+import { orderCreatedEnvelope } from "../fixtures/events";
 import { TEST_WEBHOOK_SECRET, callPsp, startWebhookReceiver, type WebhookReceiver } from "../support/psp";
 import { waitFor } from "../support/wait";
 
@@ -51,19 +52,7 @@ function orderCreated(
   minor = 2599,
   customerId = "cus-1",
 ): EventEnvelope<"order.created"> {
-  return buildEnvelope({
-    type: "order.created",
-    aggregateType: "order",
-    aggregateId: orderId,
-    payload: {
-      orderId,
-      customerId,
-      items: [{ sku: "SKU-1", quantity: 1, unitPrice: { minor, currency: "USD" } }],
-      total: { minor, currency: "USD" },
-      paymentMethod,
-      paymentDueAt: "2030-01-01T00:15:00.000Z",
-    },
-  });
+  return orderCreatedEnvelope({ orderId, customerId, paymentMethod, unitMinor: minor });
 }
 
 function orderCancelled(

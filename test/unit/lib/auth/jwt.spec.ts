@@ -1,19 +1,9 @@
-import { createHmac, generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { AuthenticationError, issueToken, principalFromClaims, verifyToken } from "../../../../lib/auth/jwt";
+import { b64url, handMade } from "../../../support/tokens";
 
 const secret = "s3cret-s3cret-s3cret";
-
-function b64url(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString("base64url");
-}
-
-/** A token assembled by hand, so that headers a library would refuse to produce can be tried. */
-function handMade(header: Record<string, unknown>, claims: Record<string, unknown>, key?: string): string {
-  const head = `${b64url(header)}.${b64url(claims)}`;
-  const signature = key === undefined ? "" : createHmac("sha256", key).update(head).digest("base64url");
-  return `${head}.${signature}`;
-}
 
 function refusal(token: string): AuthenticationError {
   try {

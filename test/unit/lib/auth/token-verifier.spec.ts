@@ -2,24 +2,14 @@
  * The token verifier without a key set: HS256 tokens, every kind of refusal, the claim checks.
  * Tokens signed by a provider's keys are covered by test/integration/auth.jwks.spec.ts.
  */
-import { createHmac, generateKeyPairSync } from "node:crypto";
+import { generateKeyPairSync } from "node:crypto";
 import jwt from "jsonwebtoken";
 import { AuthenticationError, issueToken } from "../../../../lib/auth/jwt";
 import { createTokenVerifier, type TokenVerifier } from "../../../../lib/auth/token-verifier";
+import { b64url, handMade } from "../../../support/tokens";
 
 const secret = "s3cret-s3cret-s3cret";
 const now = () => Math.floor(Date.now() / 1000);
-
-function b64url(value: unknown): string {
-  return Buffer.from(JSON.stringify(value)).toString("base64url");
-}
-
-/** A token assembled by hand, so that headers a library would refuse to produce can be tried. */
-function handMade(header: Record<string, unknown>, claims: Record<string, unknown>, key?: string): string {
-  const head = `${b64url(header)}.${b64url(claims)}`;
-  const signature = key === undefined ? "" : createHmac("sha256", key).update(head).digest("base64url");
-  return `${head}.${signature}`;
-}
 
 const hs256 = (claims: Record<string, unknown>, key = secret) =>
   handMade({ alg: "HS256", typ: "JWT" }, { sub: "alice", roles: ["customer"], ...claims }, key);

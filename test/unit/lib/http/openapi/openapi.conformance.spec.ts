@@ -1,62 +1,8 @@
-import Ajv2020 from "ajv/dist/2020";
-import {
-  ApiContract,
-  coverageProblems,
-  type CompileSchema,
-} from "../../../../../lib/http/openapi/openapi.conformance";
-import {
-  buildOpenApiDocument,
-  servedAliases,
-  type GatewaySchema,
-} from "../../../../../lib/http/openapi/openapi.document";
-import { ORDER_ITEMS_PARAM } from "../../../../../lib/params";
+import { ApiContract, coverageProblems } from "../../../../../lib/http/openapi/openapi.conformance";
+import { buildOpenApiDocument, servedAliases } from "../../../../../lib/http/openapi/openapi.document";
+import { aGateway, ajvCompile } from "../../../../support/openapi";
 
-const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
-
-/** ajv (JSON Schema 2020-12), strict: an unknown keyword in the document fails to compile. */
-function ajvCompile(): CompileSchema {
-  const ajv = new Ajv2020({ strict: true, allErrors: true, allowUnionTypes: true });
-  ajv.addFormat("date-time", {
-    type: "string",
-    validate: (s: string) => RFC3339.test(s) && !Number.isNaN(Date.parse(s)),
-  });
-  return (schema) => {
-    const validate = ajv.compile(schema);
-    return (value) =>
-      validate(value)
-        ? []
-        : (validate.errors ?? []).map((e) =>
-            e.keyword === "additionalProperties"
-              ? `${e.instancePath || "/"} has the undocumented property "${String(e.params.additionalProperty)}"`
-              : `${e.instancePath || "/"} ${e.message ?? e.keyword}`,
-          );
-  };
-}
-
-const gateway: GatewaySchema = {
-  name: "gateway",
-  settings: {
-    routes: [
-      {
-        path: "/api/v1",
-        authentication: true,
-        authorization: true,
-        bodyParsers: { json: { strict: true, limit: "64kb" } },
-        aliases: {
-          "POST /orders": "gateway.placeOrder",
-          "GET /orders/:id": "gateway.getOrder",
-        },
-      },
-      { path: "/", aliases: { "GET /livez": "gateway.livez" } },
-    ],
-  },
-  actions: {
-    placeOrder: { params: { $$strict: true, items: ORDER_ITEMS_PARAM } },
-    getOrder: { params: { $$strict: true, id: { type: "string", min: 1, max: 128 } } },
-    livez: { handler: () => ({ status: "ok" }) },
-  },
-};
-
+const gateway = aGateway();
 const document = buildOpenApiDocument(gateway);
 const served = servedAliases(gateway).map((alias) => ({
   methods: alias.method.toUpperCase(),

@@ -1,14 +1,6 @@
 import { convertParams, convertRule } from "../../../../../lib/http/openapi/params.converter";
 import { ORDER_ITEMS_PARAM, PAYMENT_METHOD_PARAM } from "../../../../../lib/params";
-
-function codeOf(run: () => unknown): unknown {
-  try {
-    run();
-  } catch (err) {
-    return (err as { code?: unknown }).code;
-  }
-  return "no error";
-}
+import { codeOf } from "../../../../support/openapi";
 
 describe("fastest-validator params as JSON Schema", () => {
   it("converts strings with limits and a pattern", () => {
