@@ -1,6 +1,7 @@
 /**
- * Names that cross a process boundary — HTTP headers, broadcast events, metric names — in one
- * place, so that producers and consumers can never spell them differently.
+ * Names that cross a process boundary — HTTP headers, broadcast events — in one place, so that
+ * producers and consumers can never spell them differently. Metric names have their own module,
+ * lib/metrics/metric-names.ts.
  */
 
 /** HTTP headers ordermesh reads or writes. */
