@@ -12,12 +12,12 @@ import { DuplicateKeyError, InvalidDocumentError } from "../../errors";
 import { assertValidValue, isOperatorObject } from "../query-subset";
 import type { Doc, Filter, NewDoc, Sort, Update } from "../store.port";
 import type { CollectionState, Engine, TransactionFootprint } from "./engine";
-import type { IndexState } from "./indexes";
+import { comparePostings, type IndexState, type Posting } from "./indexes";
 import { compileFilter } from "./matcher";
 import type { Predicate } from "./matcher";
 import { compileSort } from "./sorting";
 import { applyUpdate, upsertSeed } from "./updater";
-import { cloneValue, keyOf, valuesEqual } from "./values";
+import { cloneValue, compareValues, keyOf, valuesEqual } from "./values";
 
 /** Options of a query inside the engine (already validated). */
 export interface QueryOptions {
@@ -98,6 +98,58 @@ function fullKeys(index: IndexState, constraints: Map<string, unknown[]>): strin
     parts.push(keyOf(values[0]));
   }
   return [parts.join(",")];
+}
+
+/**
+ * A test for "no value from here on can satisfy the filter's `$lt`/`$lte` on `path`" over values in
+ * BSON order (top-level and `$and` conditions; comparisons are type-bracketed, so a value past the
+ * bound in BSON order never matches); null when the filter bounds `path` from above nowhere.
+ */
+function pastUpperBound(filter: Filter, path: string): ((value: unknown) => boolean) | null {
+  const tests: ((value: unknown) => boolean)[] = [];
+  const collect = (clause: Filter): void => {
+    for (const [key, condition] of Object.entries(clause)) {
+      if (key === "$and") for (const inner of condition as Filter[]) collect(inner);
+      if (key !== path || !isOperatorObject(condition)) continue;
+      if (Object.hasOwn(condition, "$lte")) tests.push((v) => compareValues(v, condition.$lte) > 0);
+      if (Object.hasOwn(condition, "$lt")) tests.push((v) => compareValues(v, condition.$lt) >= 0);
+    }
+  };
+  collect(filter);
+  return tests.length === 0 ? null : (value) => tests.some((past) => past(value));
+}
+
+/** Ids of sorted posting lists, merged in posting order, until `past` says no later value can match. */
+function* mergePostings(
+  lists: readonly (readonly Posting[])[],
+  past: ((value: unknown) => boolean) | null,
+): Generator<string> {
+  const at = lists.map(() => 0);
+  for (;;) {
+    let best = -1;
+    for (let i = 0; i < lists.length; i++) {
+      const head = (lists[i] as readonly Posting[])[at[i] as number];
+      if (head === undefined) continue;
+      if (
+        best < 0 ||
+        comparePostings(head, (lists[best] as readonly Posting[])[at[best] as number] as Posting) < 0
+      )
+        best = i;
+    }
+    if (best < 0) return;
+    const posting = (lists[best] as readonly Posting[])[at[best] as number] as Posting;
+    if (past?.(posting.value) === true) return;
+    at[best] = (at[best] as number) + 1;
+    yield posting.id;
+  }
+}
+
+/** The committed documents of `ids`, in that order. */
+function* documentsOf(state: CollectionState, ids: Iterable<string>): Generator<Doc> {
+  for (const id of ids) {
+    const doc = state.docs.get(id);
+    if (doc !== undefined) yield doc;
+  }
 }
 
 /** A copy of `doc` with `_id` first, as MongoDB stores it. */
@@ -192,6 +244,38 @@ export class TransactionContext implements TransactionFootprint {
     for (const id of planned ?? state?.docs.keys() ?? []) if (!each(id)) return;
     if (stale) for (const id of state.history.keys()) if (!each(id)) return;
     if (own !== undefined) for (const id of own.keys()) if (!each(id)) return;
+  }
+
+  /**
+   * The candidates of a sorted query in sort order, from a compound index whose first path the
+   * filter pins by equality (or `$in`) and whose second path is the sort (ascending, then `_id`
+   * ascending at most); null when no index serves it, or when this transaction's view differs from
+   * the committed state the index describes (own writes, an older snapshot).
+   */
+  private inIndexOrder(
+    collection: string,
+    filter: Filter,
+    constraints: Map<string, unknown[]>,
+    sort: Sort,
+  ): Iterable<Doc> | null {
+    const fields = Object.entries(sort);
+    const [path, direction] = fields[0] ?? [];
+    if (path === undefined || direction !== 1 || path === "_id") return null;
+    if (fields.length > 2 || (fields.length === 2 && (fields[1]?.[0] !== "_id" || fields[1]?.[1] !== 1)))
+      return null;
+    if (constraints.has("_id")) return null;
+    const state = this.engine.collections.get(collection);
+    if (state === undefined) return null;
+    if ((this.writes.get(collection)?.size ?? 0) > 0) return null;
+    if (this.startSeq < this.engine.seq && state.history.size > 0) return null;
+    for (const index of state.indexes.values()) {
+      if (!index.keepsOrder || index.secondPath !== path) continue;
+      const values = constraints.get(index.firstPath);
+      if (values === undefined || !values.every(isScalar)) continue;
+      const lists = [...new Set(values.map((v) => keyOf(v)))].map((key) => index.orderedByFirst(key) ?? []);
+      return documentsOf(state, mergePostings(lists, pastUpperBound(filter, path)));
+    }
+    return null;
   }
 
   // -- footprint ------------------------------------------------------------------------------
@@ -325,12 +409,20 @@ export class TransactionContext implements TransactionFootprint {
       options.sort !== undefined && Object.keys(options.sort).length > 0 ? compileSort(options.sort) : null;
     const skip = options.skip ?? 0;
     const limit = options.limit ?? 0;
-    const wanted = limit > 0 && order === null ? skip + limit : Number.POSITIVE_INFINITY;
+    const inOrder =
+      limit > 0 && options.sort !== undefined
+        ? this.inIndexOrder(collection, filter, constraints, options.sort)
+        : null;
+    // read in the sort's own order, the first matches are the page: stop there
+    const wanted =
+      limit > 0 && (order === null || inOrder !== null) ? skip + limit : Number.POSITIVE_INFINITY;
     const found: Doc[] = [];
-    this.scan(collection, constraints, (doc) => {
+    const visit = (doc: Doc): boolean => {
       if (match(doc)) found.push(doc);
       return found.length < wanted;
-    });
+    };
+    if (inOrder === null) this.scan(collection, constraints, visit);
+    else for (const doc of inOrder) if (!visit(doc)) break;
     const ordered = order === null ? found : order.top(found, limit > 0 ? skip + limit : found.length);
     const page = ordered.slice(skip, limit > 0 ? skip + limit : undefined);
     const full = order !== null && limit > 0 && page.length === limit;
