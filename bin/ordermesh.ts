@@ -119,7 +119,10 @@ async function start(config: Config, withRepl: boolean): Promise<void> {
     await broker.stop().catch(() => undefined);
     process.exit(1);
   }
-  const where = config.services.includes("gateway") ? ` — http://localhost:${config.port}` : "";
+  const base = `http://localhost:${config.port}`;
+  const where = config.services.includes("gateway")
+    ? ` — API ${base}/api/v1, docs ${base}/docs, metrics ${base}/metrics`
+    : "";
   broker.logger.info(`ordermesh started: ${config.services.join(", ")}${where}`);
   await exitWhenNatsIsGone(broker, config, state);
   if (withRepl) broker.repl();
