@@ -544,6 +544,7 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
     if (this.config.corsOrigins.length > 0) allowOrigins(this, this.config.corsOrigins);
     this.settings.port = this.config.port;
     this.accepting = true;
+    guardServer((this as unknown as { server: Server }).server, this.config.requestTimeoutMs);
     if (process.env.ORDERMESH_BENCH_ROUTES === "true") {
       // bench/orders.bench.ts only: the same-run ceiling, a trivial call through the gateway
       (this as unknown as { addRoute(route: unknown): void }).addRoute({
@@ -571,12 +572,6 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
   started() {
     // the key-value store is open now (the infrastructure mixin starts first)
     this.rateLimiter = new RateLimiter(this.kv, this.config.rateLimits);
-    // slow clients: the whole request, and its headers, must arrive in time
-    const server = (this as unknown as { server: Server }).server;
-    server.requestTimeout = this.config.requestTimeoutMs;
-    server.headersTimeout = Math.min(this.config.requestTimeoutMs, 10_000);
-    // what node's HTTP parser refuses (huge headers, bytes that are no URL) is answered in the envelope too
-    server.on("clientError", answerClientError);
   },
 
   async stopped() {
@@ -633,6 +628,24 @@ function refuseOptions(
   const preflight = Boolean(req.$route?.cors) && req.headers["access-control-request-method"] !== undefined;
   if (preflight) return next();
   next(new MoleculerClientError("OPTIONS is not served here", 405, "METHOD_NOT_ALLOWED"));
+}
+
+/**
+ * The HTTP server moleculer-web created (it listens later, in `started`): slow clients must send
+ * their headers and the whole request within REQUEST_TIMEOUT (408), checked often enough for that
+ * to hold; what node's parser refuses (huge headers, bytes that are no URL, a timeout) is answered
+ * in the error envelope too.
+ */
+function guardServer(server: Server, requestTimeoutMs: number): void {
+  server.requestTimeout = requestTimeoutMs;
+  server.headersTimeout = Math.min(requestTimeoutMs, 10_000);
+  // read when the server starts listening; node's default (30 s) would let a timeout run that late
+  // (the typings know it only as a createServer option)
+  (server as Server & { connectionsCheckingInterval: number }).connectionsCheckingInterval = Math.min(
+    30_000,
+    Math.max(250, Math.floor(requestTimeoutMs / 4)),
+  );
+  server.on("clientError", answerClientError);
 }
 
 /** node:http's `clientError`: a request its parser refused gets the error envelope, then the socket closes. */

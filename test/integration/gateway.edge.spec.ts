@@ -1,12 +1,14 @@
 /**
  * The gateway's edge over real HTTP: rate limits (per principal, per address, X-Forwarded-For
  * only from trusted proxies, one bucket across gateway instances through Redis), content types,
- * CORS, W3C traceparent carried into the outbox, and webhook secret rotation.
+ * CORS, W3C traceparent carried into the outbox, webhook secret rotation, and REQUEST_TIMEOUT for
+ * slow clients and slow call chains.
  */
 import { generateKeyPairSync, randomUUID } from "node:crypto";
 import { createServer } from "node:http";
-import type { AddressInfo } from "node:net";
+import { connect, type AddressInfo } from "node:net";
 import jwt from "jsonwebtoken";
+import type { BrokerOptions, Context, Middleware } from "moleculer";
 import { infrastructureOf } from "../../lib/infrastructure";
 import { OUTBOX_COLLECTION, type OutboxRow } from "../../lib/outbox/outbox";
 import { signPayload } from "../../lib/psp/psp.signature";
@@ -20,12 +22,16 @@ const WEBHOOK_SECRET_PREVIOUS = "whsec_gateway_edge_old_0123456789";
 
 const nodes: GatewayNode[] = [];
 
-async function startNode(env: Record<string, string> = {}): Promise<GatewayNode> {
+async function startNode(
+  env: Record<string, string> = {},
+  broker: Partial<BrokerOptions> = {},
+): Promise<GatewayNode> {
   const node = await startGatewayNode({
     name: "gateway-edge",
     jwtSecret: JWT_SECRET,
     webhookSecret: WEBHOOK_SECRET,
     env: { PSP_WEBHOOK_SECRET_PREVIOUS: WEBHOOK_SECRET_PREVIOUS, ...env },
+    broker,
     // the rate-limit tests look at every 429 themselves
     retryReadsWhenLimited: false,
   });
@@ -324,5 +330,51 @@ describe("tokens from an identity provider (JWKS_URL)", () => {
     } finally {
       await new Promise((resolve) => idp.close(resolve));
     }
+  });
+});
+
+describe("request timeout", () => {
+  it("answers a client too slow to send its request 408 in the envelope, and closes the connection", async () => {
+    const { api } = await startNode({ REQUEST_TIMEOUT: "1s" });
+    const port = Number(new URL(api.base).port);
+    const started = Date.now();
+    const answer = await new Promise<string>((resolve, reject) => {
+      const socket = connect(port, "127.0.0.1", () =>
+        socket.write("GET /api/v1/products HTTP/1.1\r\nHost: x\r\n"),
+      );
+      let received = "";
+      socket.on("data", (chunk) => (received += chunk.toString()));
+      socket.on("close", () => resolve(received));
+      socket.on("error", reject);
+    });
+    const [head, body] = answer.split("\r\n\r\n") as [string, string];
+    expect(head.split("\r\n")[0]).toBe("HTTP/1.1 408 Request Timeout");
+    expect(head).toMatch(/^Connection: close$/im);
+    const requestId = /^X-Request-Id: (.+)$/im.exec(head)?.[1];
+    expect(JSON.parse(body)).toEqual({
+      error: { code: "REQUEST_TIMEOUT", message: "request timeout", requestId },
+    });
+    // answered about when the second went by, not at node's default 30 s check
+    expect(Date.now() - started).toBeLessThan(10_000);
+  });
+
+  it("answers 503 with Retry-After when the call chain behind a request outlasts it", async () => {
+    // a test-only broker middleware: the product list takes 3 s
+    const slowProducts: Middleware = {
+      localAction(next: (ctx: Context) => Promise<unknown>, action: { name?: string }) {
+        if (action.name !== "inventory.listProducts") return next;
+        return async (ctx: Context) => {
+          await new Promise((resolve) => setTimeout(resolve, 3_000));
+          return next(ctx);
+        };
+      },
+    };
+    const { api } = await startNode({ REQUEST_TIMEOUT: "1s" }, { middlewares: [slowProducts] });
+    const res = await api.request<ErrorBody>("GET", "/api/v1/products");
+    expect(res.status).toBe(503);
+    expect(res.headers.get("retry-after")).toBe("1");
+    expect(res.body.error.code).toBe("SERVICE_UNAVAILABLE");
+    // the other routes are not held up
+    expect((await api.request("GET", "/api/v1/products/MUG-BLUE")).status).toBe(200);
   });
 });
