@@ -10,6 +10,12 @@
  *
  * The payment provider's webhook has its own route: its body is kept raw, byte for byte, because
  * its HMAC signature covers exactly those bytes.
+ *
+ * The edge, in the order a request meets it (docs/architecture.md, "The gateway's edge"): node's
+ * parser and REQUEST_TIMEOUT, request id and security headers, OPTIONS, body parsing (JSON only,
+ * 64 KiB, UTF-8, uncompressed), the input shape guard, authentication, the rate limit (`authorize`),
+ * then the action's strict parameter schema. Mixins add /metrics (HttpMetricsMixin) and the drain
+ * on SIGTERM with /startupz (GracefulHttpMixin); /openapi.json is built from this very schema.
  */
 import { randomUUID } from "node:crypto";
 import type { IncomingMessage, Server, ServerResponse } from "node:http";
