@@ -549,7 +549,6 @@ const GatewayService: ServiceSchema<ApiSettingsSchema, Record<string, never>, Ga
     this.clientAddress = new ClientAddressResolver(this.config.trustedProxies);
     if (this.config.corsOrigins.length > 0) allowOrigins(this, this.config.corsOrigins);
     this.settings.port = this.config.port;
-    this.accepting = true;
     guardServer((this as unknown as { server: Server }).server, this.config.requestTimeoutMs);
     if (process.env.ORDERMESH_BENCH_ROUTES === "true") {
       // bench/orders.bench.ts only: the same-run ceiling, a trivial call through the gateway
