@@ -4,28 +4,14 @@
  * and runs under its Content Security Policy without a single violation or console error. A
  * full-page screenshot lands in test-artifacts/docs.png.
  */
-import { existsSync, mkdirSync, statSync } from "node:fs";
+import { mkdirSync, statSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type BrowserContext } from "playwright-core";
 import { startGatewayNode, type GatewayNode } from "../support/gateway-node";
+import { requireBinary } from "../support/infra";
 
-/** Debian's Chromium (ORDERMESH_CHROMIUM_BIN elsewhere), or null. */
-const CHROMIUM_PATH = process.env.ORDERMESH_CHROMIUM_BIN ?? "/usr/bin/chromium";
-const chromiumPath = existsSync(CHROMIUM_PATH) ? CHROMIUM_PATH : null;
-
-/** Without Chromium the suite is skipped with a loud notice; under CI=true it fails instead. */
-function describeWithChromium(title: string, suite: () => void): void {
-  if (chromiumPath !== null) return describe(title, suite);
-  const message = `${CHROMIUM_PATH} not found (install: apt-get install chromium)`;
-  if (process.env.CI === "true")
-    return describe(title, () => {
-      it("needs Chromium", () => {
-        throw new Error(`CI=true and ${message}`);
-      });
-    });
-  process.stderr.write(`\n!!! SKIPPING the browser check of /docs: ${message}\n\n`);
-  describe.skip(title, suite);
-}
+/** Debian's Chromium (ORDERMESH_CHROMIUM_BIN elsewhere); skipped loudly without it, failed under CI=true. */
+const chromiumBinary = requireBinary("chromium", "apt-get install chromium");
 
 const SCREENSHOT = join(__dirname, "..", "..", "test-artifacts", "docs.png");
 const CHROMIUM_ARGS = [
@@ -45,7 +31,7 @@ function isLocal(url: string): boolean {
   return protocol === "data:" || protocol === "blob:" || hostname === "127.0.0.1" || hostname === "localhost";
 }
 
-describeWithChromium("API docs page in a browser", () => {
+chromiumBinary.describe("API docs page in a browser", () => {
   let node: GatewayNode<undefined> | undefined;
   let base: string;
   let context: BrowserContext;
@@ -55,7 +41,7 @@ describeWithChromium("API docs page in a browser", () => {
     base = node.url;
     // a fresh profile: nothing cached, nothing signed in
     context = await chromium.launchPersistentContext(join(node.dir, "profile"), {
-      executablePath: chromiumPath as string,
+      executablePath: chromiumBinary.path as string,
       args: CHROMIUM_ARGS,
       headless: true,
     });
