@@ -51,6 +51,7 @@ import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastr
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import { uuidv7 } from "../models/ids";
 import type { Money } from "../models/money";
+import type { PayloadOf } from "../models/events";
 import { PAYMENT_STATUSES, type PaymentStatus } from "../models/payment";
 
 const { MoleculerClientError } = Errors;
@@ -822,18 +823,7 @@ async function captured(
         },
     now,
   );
-  await tx.publish({
-    type: "payment.captured",
-    aggregateType: "payment",
-    aggregateId: doc._id,
-    payload: {
-      paymentId: doc._id,
-      orderId: doc.orderId,
-      customerId: doc.customerId,
-      amount: doc.amount,
-      providerPaymentId,
-    },
-  });
+  await publishPaymentEvent(tx, doc, "payment.captured", { amount: doc.amount, providerPaymentId });
   return refund ? "refunding" : "captured";
 }
 
@@ -864,17 +854,9 @@ async function failed(
     },
     now,
   );
-  await tx.publish({
-    type: "payment.failed",
-    aggregateType: "payment",
-    aggregateId: doc._id,
-    payload: {
-      paymentId: doc._id,
-      orderId: doc.orderId,
-      customerId: doc.customerId,
-      reason: why,
-      ...(code === undefined ? {} : { declineCode: code }),
-    },
+  await publishPaymentEvent(tx, doc, "payment.failed", {
+    reason: why,
+    ...(code === undefined ? {} : { declineCode: code }),
   });
   return true;
 }
@@ -892,17 +874,9 @@ async function refunded(tx: OutboxTransaction, doc: PaymentDoc, refund: Refund, 
     },
     now,
   );
-  await tx.publish({
-    type: "payment.refunded",
-    aggregateType: "payment",
-    aggregateId: doc._id,
-    payload: {
-      paymentId: doc._id,
-      orderId: doc.orderId,
-      customerId: doc.customerId,
-      amount: { minor: refund.amount, currency: doc.amount.currency },
-      refundId: refund.id,
-    },
+  await publishPaymentEvent(tx, doc, "payment.refunded", {
+    amount: { minor: refund.amount, currency: doc.amount.currency },
+    refundId: refund.id,
   });
   return true;
 }
@@ -921,6 +895,21 @@ async function paymentOfEvent(tx: Transaction, event: PspEvent): Promise<Payment
   const providerId = object.object === "refund" ? object.payment_intent : object.id;
   if (typeof providerId !== "string" || providerId.length === 0) return null;
   return payments.findOne({ providerPaymentId: providerId });
+}
+
+type PaymentEventType = "payment.captured" | "payment.failed" | "payment.refunded";
+
+/** Publish a payment event in `tx`: the payment's identity, plus what this event adds to it. */
+async function publishPaymentEvent<T extends PaymentEventType>(
+  tx: OutboxTransaction,
+  doc: PaymentDoc,
+  type: T,
+  details: Omit<PayloadOf<T>, "paymentId" | "orderId" | "customerId">,
+): Promise<void> {
+  const identity = { paymentId: doc._id, orderId: doc.orderId, customerId: doc.customerId };
+  // the catalog's payload type of T is exactly identity + details; TypeScript cannot see it through the generic
+  const payload = { ...identity, ...details } as unknown as PayloadOf<T>;
+  await tx.publish<T>({ type, aggregateType: "payment", aggregateId: doc._id, payload });
 }
 
 // ── the charger loop ───────────────────────────────────────────────────────────────────────────
