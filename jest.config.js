@@ -19,5 +19,7 @@ module.exports = {
       ],
     },
     { ...common, displayName: "e2e", testMatch: ["<rootDir>/test/e2e/**/*.spec.ts"] },
+    // the deployment: Kubernetes manifests (offline policy check) and the container image run for real
+    { ...common, displayName: "deploy", testMatch: ["<rootDir>/test/deploy/**/*.spec.ts"] },
   ],
 };
