@@ -2,6 +2,7 @@
  * Configuration from the environment (DESIGN §7). Everything is parsed and validated once at
  * start; an invalid value stops the process with a message naming the variable.
  */
+import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";
 import { isIP } from "node:net";
 import { isAbsolute, resolve } from "node:path";
 import { ConfigError } from "./errors";
@@ -19,6 +20,8 @@ export type LogLevel = (typeof LOG_LEVELS)[number];
 export interface Config {
   /** HTTP port of the gateway. */
   port: number;
+  /** Port of the admin listener (probes of every process); unset → none. */
+  adminPort: number | undefined;
   /** Where embedded stores keep their files. Absolute. */
   dataDir: string;
   /** Services this process runs. */
@@ -27,6 +30,8 @@ export interface Config {
   requiredServices: ServiceName[];
   /** NATS servers (transporter and JetStream bus); empty → one process, in-process bus. */
   natsServers: string[];
+  /** Replicas of the JetStream stream (1..5; more than 1 needs a NATS cluster). */
+  jetstreamReplicas: number;
   mongoUrl: string | undefined;
   redisUrl: string | undefined;
   jwtSecret: string | undefined;
@@ -92,19 +97,19 @@ export const DEFAULT_RATE_LIMITS: RateLimits = {
 
 type Env = Readonly<Record<string, string | undefined>>;
 
+/** How `loadConfig` treats what it reads. */
+export interface LoadOptions {
+  /**
+   * Refuse placeholder and low-entropy secrets (default true; see `secretWeakness`). Off only for
+   * tests whose fixed secrets are meant to be read.
+   */
+  secretHygiene?: boolean;
+}
+
 /** Parse and validate; throws a ConfigError listing every invalid variable. */
-export function loadConfig(env: Env = process.env): Config {
-  const problems: ConfigError[] = [];
-  const read = <T>(name: string, parse: (raw: string) => T, fallback: T): T => {
-    const raw = env[name];
-    if (raw === undefined || raw.trim() === "") return fallback;
-    try {
-      return parse(raw.trim());
-    } catch (err) {
-      problems.push(new ConfigError(name, err instanceof Error ? err.message : String(err)));
-      return fallback;
-    }
-  };
+export function loadConfig(env: Env = process.env, options: LoadOptions = {}): Config {
+  const { read, problems, done } = reader(env);
+  const secret = secretParser(options.secretHygiene ?? true);
 
   const natsUrl = read("NATS_URL", natsServerList, []);
   const transporter = read("TRANSPORTER", transporterServers, []);
@@ -113,11 +118,13 @@ export function loadConfig(env: Env = process.env): Config {
   }
 
   const config: Config = {
-    port: read("PORT", (raw) => integer(raw, 0, 65535), 3000),
-    dataDir: read("DATA_DIR", (raw) => (isAbsolute(raw) ? raw : resolve(raw)), resolve("data")),
+    port: read("PORT", portNumber, 3000),
+    adminPort: read("ADMIN_PORT", portNumber, undefined),
+    dataDir: read("DATA_DIR", absolutePath, resolve("data")),
     services: read("SERVICES", serviceList, [...SERVICE_NAMES]),
     requiredServices: read("REQUIRED_SERVICES", serviceList, [...DOMAIN_SERVICES]),
     natsServers: natsUrl.length > 0 ? natsUrl : transporter,
+    jetstreamReplicas: read("JETSTREAM_REPLICAS", (raw) => integer(raw, 1, 5), 1),
     mongoUrl: read("MONGO_URL", (raw) => url(raw, ["mongodb:", "mongodb+srv:"]), undefined),
     redisUrl: read("REDIS_URL", (raw) => url(raw, ["redis:", "rediss:"]), undefined),
     jwtSecret: read("JWT_SECRET", secret, undefined),
@@ -148,15 +155,173 @@ export function loadConfig(env: Env = process.env): Config {
     shutdownTimeoutMs: read("SHUTDOWN_TIMEOUT", duration, 30_000),
   };
 
+  const { adminPort, port } = config;
+  if (
+    adminPort !== undefined &&
+    adminPort !== 0 &&
+    adminPort === port &&
+    config.services.includes("gateway")
+  ) {
+    problems.push(
+      new ConfigError("ADMIN_PORT", `must differ from PORT (${port}), where the gateway listens`),
+    );
+  }
+  done();
+  return config;
+}
+
+/**
+ * What each service of this process needs before its broker starts; throws a ConfigError naming
+ * every variable missing. `providerSimulated`: PSP_URL is filled in by the local payment-provider
+ * simulator (`npm start`, `npm run cluster`), so payments does not need it from the environment.
+ */
+export function checkServiceNeeds(config: Config, options: { providerSimulated: boolean }): void {
+  const problems: ConfigError[] = [];
+  if (config.services.includes("gateway") && config.jwtSecret === undefined) {
+    problems.push(
+      new ConfigError("JWT_SECRET", "required by the gateway to verify tokens (at least 16 characters)"),
+    );
+  }
+  if (config.services.includes("payments")) {
+    if (config.pspUrl === undefined && !options.providerSimulated) {
+      problems.push(new ConfigError("PSP_URL", "required by payments: the payment provider's base URL"));
+    }
+    if (config.pspWebhookSecret === undefined) {
+      problems.push(
+        new ConfigError(
+          "PSP_WEBHOOK_SECRET",
+          "required by payments to verify the provider's webhooks (at least 16 characters)",
+        ),
+      );
+    }
+  }
+  throwAll(problems);
+}
+
+/** Where `ordermesh probe` asks: ADMIN_PORT when set, else the gateway's PORT. */
+export interface ProbeTarget {
+  port: number;
+  variable: "ADMIN_PORT" | "PORT";
+}
+
+/**
+ * The port `ordermesh probe` asks, from ADMIN_PORT, PORT and SERVICES alone: a probe never needs
+ * the secrets or anything else the process itself checked at start.
+ */
+export function loadProbeTarget(env: Env = process.env): ProbeTarget {
+  const { read, done } = reader(env);
+  const adminPort = read("ADMIN_PORT", portNumber, undefined);
+  const port = read("PORT", portNumber, 3000);
+  const services = read("SERVICES", serviceList, [...SERVICE_NAMES]);
+  done();
+  if (adminPort === 0)
+    throw new ConfigError("ADMIN_PORT", "0 listens on a random port, which a probe cannot know");
+  if (adminPort !== undefined) return { port: adminPort, variable: "ADMIN_PORT" };
+  if (!services.includes("gateway")) {
+    throw new ConfigError("ADMIN_PORT", "not set, and SERVICES has no gateway: no port to probe");
+  }
+  if (port === 0) throw new ConfigError("PORT", "0 listens on a random port, which a probe cannot know");
+  return { port, variable: "PORT" };
+}
+
+/** What `ordermesh token` signs with: the gateway's own JWT_SECRET, issuer and audience. */
+export interface TokenSigning {
+  secret: string;
+  issuer: string | undefined;
+  audience: string | undefined;
+}
+
+/** JWT_SECRET (required, checked like the gateway's), JWT_ISSUER and JWT_AUDIENCE. */
+export function loadTokenSigning(env: Env = process.env): TokenSigning {
+  const { read, done } = reader(env);
+  const secret = read("JWT_SECRET", secretParser(true), undefined);
+  const issuer = read("JWT_ISSUER", (raw) => raw, undefined);
+  const audience = read("JWT_AUDIENCE", (raw) => raw, undefined);
+  done();
+  if (secret === undefined) {
+    throw new ConfigError("JWT_SECRET", "required to sign tokens: the secret the gateway verifies them with");
+  }
+  return { secret, issuer, audience };
+}
+
+/** Configuration of the payment-provider simulator run alone (bin/psp-simulator.ts). */
+export interface PspSimulatorConfig {
+  port: number;
+  host: string;
+  /** Absolute; checked writable by `usableDataDir`. */
+  dataDir: string;
+  webhookSecret: string;
+  webhookUrl: string | undefined;
+}
+
+/** PORT (4000), HOST (0.0.0.0), DATA_DIR (./data), PSP_WEBHOOK_SECRET (required), WEBHOOK_URL. */
+export function loadPspSimulatorConfig(env: Env = process.env): PspSimulatorConfig {
+  const { read, done } = reader(env);
+  const config = {
+    port: read("PORT", portNumber, 4000),
+    host: read("HOST", (raw) => raw, "0.0.0.0"),
+    dataDir: read("DATA_DIR", absolutePath, resolve("data")),
+    webhookSecret: read("PSP_WEBHOOK_SECRET", secretParser(true), undefined),
+    webhookUrl: read("WEBHOOK_URL", (raw) => url(raw, ["https:", "http:"]), undefined),
+  };
+  done();
+  if (config.webhookSecret === undefined) {
+    throw new ConfigError("PSP_WEBHOOK_SECRET", "required to sign webhooks (at least 16 characters)");
+  }
+  return { ...config, webhookSecret: config.webhookSecret };
+}
+
+/** Create DATA_DIR when missing and check that it is writable; a ConfigError naming DATA_DIR otherwise. */
+export function usableDataDir(dir: string): string {
+  try {
+    mkdirSync(dir, { recursive: true });
+    accessSync(dir, fsConstants.W_OK);
+  } catch (err) {
+    throw new ConfigError(
+      "DATA_DIR",
+      `cannot use ${dir}: ${err instanceof Error ? err.message : String(err)}`,
+    );
+  }
+  return dir;
+}
+
+/** A reader of `env` that collects every problem; `done()` throws them, joined, if any. */
+function reader(env: Env): {
+  read: <T>(name: string, parse: (raw: string) => T, fallback: T) => T;
+  problems: ConfigError[];
+  done: () => void;
+} {
+  const problems: ConfigError[] = [];
+  const read = <T>(name: string, parse: (raw: string) => T, fallback: T): T => {
+    const raw = env[name];
+    if (raw === undefined || raw.trim() === "") return fallback;
+    try {
+      return parse(raw.trim());
+    } catch (err) {
+      problems.push(new ConfigError(name, err instanceof Error ? err.message : String(err)));
+      return fallback;
+    }
+  };
+  return { read, problems, done: () => throwAll(problems) };
+}
+
+/** One ConfigError for all of `problems` (naming every variable), or nothing when there is none. */
+function throwAll(problems: ConfigError[]): void {
   if (problems.length === 1) throw problems[0] as ConfigError;
   if (problems.length > 1) {
-    const joined = new ConfigError(
+    throw new ConfigError(
       problems.map((p) => p.variable).join(", "),
       problems.map((p) => p.message).join("; "),
     );
-    throw joined;
   }
-  return config;
+}
+
+function portNumber(raw: string): number {
+  return integer(raw, 0, 65535);
+}
+
+function absolutePath(raw: string): string {
+  return isAbsolute(raw) ? raw : resolve(raw);
 }
 
 function integer(raw: string, min: number, max: number): number {
@@ -272,9 +437,94 @@ function serviceList(raw: string): ServiceName[] {
   return [...new Set(names)] as ServiceName[];
 }
 
-function secret(raw: string): string {
-  if (raw.length < 16) throw new Error("must be at least 16 characters");
-  return raw;
+/** Fewest characters a secret may have. */
+export const SECRET_MIN_LENGTH = 16;
+/** Fewest distinct characters a secret may have. */
+export const SECRET_MIN_DISTINCT = 8;
+/** Least estimated entropy of a secret, in bits (see `secretWeakness`). */
+export const SECRET_MIN_BITS = 64;
+/** Parts that mark a value as a placeholder, matched anywhere in a secret, case-insensitively. */
+export const SECRET_PLACEHOLDER_PARTS = [
+  "change-me",
+  "changeme",
+  "change_me",
+  "changeit",
+  "example",
+  "placeholder",
+  "secret",
+  "password",
+  "passwd",
+  "replace",
+  "fixme",
+  "dummy",
+  "your-",
+  "your_",
+] as const;
+/**
+ * Short placeholders, `xxx` (or a longer run of x) and `todo`, count as whole words only (no
+ * letter or digit on either side), so that a random base64 secret holding "xxx" is not refused.
+ */
+const PLACEHOLDER_WORD = /(?<![a-z0-9])(x{3,}|todo)(?![a-z0-9])/;
+
+/**
+ * Why `raw` cannot be a secret, or undefined when it can. A secret is refused when it is shorter
+ * than SECRET_MIN_LENGTH, contains a placeholder (SECRET_PLACEHOLDER_PARTS anywhere, `xxx` and
+ * `todo` as words; case-insensitive), has fewer than SECRET_MIN_DISTINCT distinct
+ * characters, or has an estimated entropy below SECRET_MIN_BITS: the Shannon entropy of its own
+ * character frequencies times its length. That estimate is low for short random strings, so in
+ * practice a secret needs some 20 random characters (`openssl rand -base64 32` gives 44). The
+ * reasons never repeat the value.
+ */
+export function secretWeakness(raw: string): string | undefined {
+  const tooShort = secretLengthProblem(raw);
+  if (tooShort !== undefined) return tooShort;
+  const chars = [...raw];
+  const placeholder = placeholderIn(raw.toLowerCase());
+  if (placeholder !== undefined) return `contains the placeholder "${placeholder}"; ${RANDOM_ADVICE}`;
+  const counts = new Map<string, number>();
+  for (const ch of chars) counts.set(ch, (counts.get(ch) ?? 0) + 1);
+  if (counts.size < SECRET_MIN_DISTINCT) {
+    return `has ${counts.size} distinct characters, fewer than ${SECRET_MIN_DISTINCT}; ${RANDOM_ADVICE}`;
+  }
+  const bits = entropyBits(counts, chars.length);
+  if (bits < SECRET_MIN_BITS) {
+    return `too little entropy (about ${Math.floor(bits)} bits, at least ${SECRET_MIN_BITS}); ${RANDOM_ADVICE}`;
+  }
+  return undefined;
+}
+
+/** The placeholder `lower` (a lower-cased secret) contains, if any. */
+function placeholderIn(lower: string): string | undefined {
+  const part = SECRET_PLACEHOLDER_PARTS.find((p) => lower.includes(p));
+  if (part !== undefined) return part;
+  const word = PLACEHOLDER_WORD.exec(lower)?.[1];
+  // a run of x is named "xxx": the reason never repeats the value
+  return word?.startsWith("x") === true ? "xxx" : word;
+}
+
+function secretLengthProblem(raw: string): string | undefined {
+  return [...raw].length < SECRET_MIN_LENGTH ? `must be at least ${SECRET_MIN_LENGTH} characters` : undefined;
+}
+
+const RANDOM_ADVICE = "use a random value such as the output of `openssl rand -base64 32`";
+
+/** Shannon entropy of the character frequencies × length: an estimate of a string's bits. */
+function entropyBits(counts: Map<string, number>, length: number): number {
+  let perChar = 0;
+  for (const count of counts.values()) {
+    const p = count / length;
+    perChar -= p * Math.log2(p);
+  }
+  return perChar * length;
+}
+
+/** The parser of a secret: its length always, its strength (`secretWeakness`) unless told not to. */
+function secretParser(hygiene: boolean): (raw: string) => string {
+  return (raw) => {
+    const weakness = hygiene ? secretWeakness(raw) : secretLengthProblem(raw);
+    if (weakness !== undefined) throw new Error(weakness);
+    return raw;
+  };
 }
 
 function logLevel(raw: string): LogLevel {

@@ -21,7 +21,7 @@ jest.setTimeout(180_000);
 
 const nats = requireBinary("nats-server", "apt-get install nats-server");
 
-const JWT_SECRET = "e2e-jwt-secret-0123456789";
+const JWT_SECRET = "e2e-jwt-Hq7Lx2Vm9Pk4Rt8Wz3Nb6";
 const WEBHOOK_SECRET = "whsec_e2e_0123456789abcdef";
 /** Short enough for the timeout scenario, longer than the provider outage scenario lasts. */
 const PAYMENT_TIMEOUT = "12s";

@@ -7,8 +7,8 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { PspEvent } from "../../lib/psp/psp.client";
 
-/** A secret good enough for config validation (≥ 16 characters). */
-export const TEST_WEBHOOK_SECRET = "whsec_test_secret_0123456789";
+/** A secret good enough for config validation (long, random-looking, no placeholder word). */
+export const TEST_WEBHOOK_SECRET = "whsec_T7q2LmX9vRk4ZpN8wYc3";
 
 export interface ReceivedWebhook {
   body: string;
