@@ -5,7 +5,7 @@
  */
 import type { ServiceBroker } from "moleculer";
 import type { Config } from "./config";
-import { createEventBus } from "./bus";
+import { createEventBus, type EventBusConfig } from "./bus";
 import type { EventBus } from "./bus/bus.port";
 import { createKeyValueStore } from "./kv";
 import type { KeyValueStore } from "./kv/kv.port";
@@ -48,10 +48,7 @@ export class Infrastructure {
   /** The process's event bus (JetStream when NATS is configured, in-process otherwise), opened. */
   bus(): Promise<EventBus> {
     if (this.busPromise === undefined) {
-      const bus = createEventBus({
-        natsUrl: this.config.natsServers.join(",") || undefined,
-        logger: this.logger,
-      });
+      const bus = createEventBus({ ...eventBusConfig(this.config), logger: this.logger });
       this.busPromise = this.opened(bus, `event bus (${bus.kind})`);
     }
     return this.busPromise;
@@ -99,11 +96,20 @@ export class Infrastructure {
         try {
           await adapter.close();
         } catch (err) {
-          this.logger.error("closing an adapter failed", err);
+          // one string: a logger given (message, error) may drop the error
+          this.logger.error(`closing an adapter failed: ${err instanceof Error ? err.message : String(err)}`);
         }
       }),
     );
   }
+}
+
+/** The event bus a configuration asks for: JetStream on NATS_URL with JETSTREAM_REPLICAS, or in-process. */
+export function eventBusConfig(config: Pick<Config, "natsServers" | "jetstreamReplicas">): EventBusConfig {
+  return {
+    natsUrl: config.natsServers.join(",") || undefined,
+    replicas: config.jetstreamReplicas,
+  };
 }
 
 const registry = new WeakMap<ServiceBroker, Infrastructure>();

@@ -24,13 +24,20 @@ export interface EventBusConfig {
   natsUrl?: string;
   /** Connection name (JetStream only). */
   name?: string;
+  /** Replicas of the JetStream stream (JetStream only; default 1). */
+  replicas?: number;
   logger?: BusLogger;
 }
 
 /** A new JetStream bus per call, or a handle on the one in-process bus of this process. */
 export function createEventBus(config: EventBusConfig = {}): EventBus {
   if (config.natsUrl !== undefined && config.natsUrl.trim() !== "") {
-    return new JetStreamEventBus({ servers: config.natsUrl, name: config.name, logger: config.logger });
+    return new JetStreamEventBus({
+      servers: config.natsUrl,
+      name: config.name,
+      replicas: config.replicas,
+      logger: config.logger,
+    });
   }
   return sharedInProcessBus(config.logger);
 }

@@ -69,6 +69,8 @@ export interface JetStreamEventBusOptions {
   publishRetryForMs?: number;
   /** Connection name shown by the server's monitoring. */
   name?: string;
+  /** Replicas of the stream (default 1; more than one needs a NATS cluster with that many servers). */
+  replicas?: number;
   logger?: BusLogger;
 }
 
@@ -112,6 +114,8 @@ export class JetStreamEventBus implements EventBus {
   private readonly publishTimeoutMs: number;
   private readonly publishRetryForMs: number;
   private readonly name: string | undefined;
+  /** Replicas the stream is created with, or updated to. */
+  readonly replicas: number;
   readonly logger: BusLogger;
   private state: "new" | "opening" | "open" | "closing" | "closed" = "new";
   private opening: Promise<void> | undefined;
@@ -135,6 +139,7 @@ export class JetStreamEventBus implements EventBus {
     this.publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
     this.publishRetryForMs = options.publishRetryForMs ?? 30_000;
     this.name = options.name;
+    this.replicas = options.replicas ?? 1;
     this.logger = options.logger ?? silentLogger;
   }
 
@@ -218,7 +223,10 @@ export class JetStreamEventBus implements EventBus {
     })().catch(() => undefined);
   }
 
-  /** Create the stream, or update it to capture our subjects with our duplicate window. */
+  /**
+   * Create the stream, or update it to capture our subjects with our duplicate window and replica
+   * count. A replica count the server refuses to change is logged, and the stream kept as it is.
+   */
   async ensureStream(): Promise<void> {
     const { jsm } = this.live();
     const config: Partial<StreamConfig> = {
@@ -229,22 +237,53 @@ export class JetStreamEventBus implements EventBus {
       discard: DiscardPolicy.Old,
       duplicate_window: nanos(this.duplicateWindowMs),
       max_age: nanos(this.maxAgeMs),
-      num_replicas: 1,
+      num_replicas: this.replicas,
     };
     try {
       await jsm.streams.add(config);
+      return;
     } catch (err) {
-      if (natsError(err).api_error?.err_code !== STREAM_NAME_IN_USE) throw err;
-      // exists with another configuration: keep it, add our subjects and window
-      const { config: current } = await jsm.streams.info(this.stream);
-      const subjects = [...new Set([...(current.subjects ?? []), ...this.subjects])];
-      await jsm.streams.update(this.stream, {
-        ...current,
-        subjects,
-        duplicate_window: nanos(this.duplicateWindowMs),
-        max_age: nanos(this.maxAgeMs),
-      });
+      // a server may refuse the configuration (replicas > 1 on a single server) before it looks
+      // for a stream of that name: whether the stream exists decides
+      const inUse = natsError(err).api_error?.err_code === STREAM_NAME_IN_USE;
+      if (!inUse && !(await this.streamExists())) throw err;
     }
+    // exists with another configuration: keep it, add our subjects, window and replicas
+    const { config: current } = await jsm.streams.info(this.stream);
+    const subjects = [...new Set([...(current.subjects ?? []), ...this.subjects])];
+    const updated: StreamConfig = {
+      ...current,
+      subjects,
+      duplicate_window: nanos(this.duplicateWindowMs),
+      max_age: nanos(this.maxAgeMs),
+    };
+    if (current.num_replicas === this.replicas) {
+      await jsm.streams.update(this.stream, updated);
+      return;
+    }
+    try {
+      await jsm.streams.update(this.stream, { ...updated, num_replicas: this.replicas });
+      this.logger.info(
+        `[bus] stream ${this.stream}: replicas changed from ${current.num_replicas} to ${this.replicas}`,
+      );
+    } catch (err) {
+      // the server will not change them (fewer servers than replicas): run on the stream as it is
+      this.logger.warn(
+        `[bus] stream ${this.stream} keeps ${current.num_replicas} replica(s): changing them to ` +
+          `${this.replicas} (JETSTREAM_REPLICAS) was refused: ${errorText(err)}`,
+      );
+      await jsm.streams.update(this.stream, updated);
+    }
+  }
+
+  /** Whether the server has our stream; an error counts as no. */
+  private streamExists(): Promise<boolean> {
+    return this.live()
+      .jsm.streams.info(this.stream)
+      .then(
+        () => true,
+        () => false,
+      );
   }
 
   /** Re-create the stream after the server lost it; at most one attempt at a time, one per second. */
