@@ -36,7 +36,7 @@ VOLUME /data
 USER 1000:1000
 # 3000: the gateway's HTTP API; 9000: probes of every process (ADMIN_PORT), never published
 EXPOSE 3000 9000
-# the process's own liveness: the gateway on PORT, every other process on ADMIN_PORT
+# the process's own liveness: a gateway on its PORT, every other process on ADMIN_PORT
 HEALTHCHECK --interval=10s --timeout=5s --start-period=60s --retries=3 \
   CMD ["node", "dist/bin/ordermesh.js", "probe", "livez"]
 STOPSIGNAL SIGTERM

@@ -49,7 +49,7 @@ Signs an HS256 token with JWT_SECRET (and JWT_ISSUER / JWT_AUDIENCE when set) an
 
 const PROBE_USAGE = `usage: ordermesh probe [livez|readyz|startupz]
 
-GETs http://127.0.0.1:<ADMIN_PORT, else PORT when SERVICES has the gateway>/<probe> (default livez),
+GETs http://127.0.0.1:<PORT when SERVICES has the gateway, else ADMIN_PORT>/<probe> (default livez),
 waits at most ${PROBE_TIMEOUT_MS / 1000} s, prints one line; exits 0 on 200, 1 otherwise.`;
 
 const USAGE = `usage: ordermesh <command>
@@ -60,7 +60,7 @@ const USAGE = `usage: ordermesh <command>
   token --sub <id> [--role customer|admin]... [--ttl 1h]
                    print a bearer token signed with JWT_SECRET
   probe [livez|readyz|startupz]
-                   ask a running process (ADMIN_PORT, else the gateway's PORT); exit 0 on 200, 1 otherwise
+                   ask a running process (the gateway's PORT, else ADMIN_PORT); exit 0 on 200, 1 otherwise
 
 Configuration comes from the environment; see README.md.`;
 

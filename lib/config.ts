@@ -198,7 +198,7 @@ export function checkServiceNeeds(config: Config, options: { providerSimulated: 
   throwAll(problems);
 }
 
-/** Where `ordermesh probe` asks: ADMIN_PORT when set, else the gateway's PORT. */
+/** Where `ordermesh probe` asks: the gateway's PORT in a process that runs it, else ADMIN_PORT. */
 export interface ProbeTarget {
   port: number;
   variable: "ADMIN_PORT" | "PORT";
@@ -214,14 +214,16 @@ export function loadProbeTarget(env: Env = process.env): ProbeTarget {
   const port = read("PORT", portNumber, 3000);
   const services = read("SERVICES", serviceList, [...SERVICE_NAMES]);
   done();
+  // the gateway's own probes are what its load balancer sees (its /readyz waits for the services)
+  if (services.includes("gateway")) {
+    if (port === 0) throw new ConfigError("PORT", "0 listens on a random port, which a probe cannot know");
+    return { port, variable: "PORT" };
+  }
   if (adminPort === 0)
     throw new ConfigError("ADMIN_PORT", "0 listens on a random port, which a probe cannot know");
-  if (adminPort !== undefined) return { port: adminPort, variable: "ADMIN_PORT" };
-  if (!services.includes("gateway")) {
+  if (adminPort === undefined)
     throw new ConfigError("ADMIN_PORT", "not set, and SERVICES has no gateway: no port to probe");
-  }
-  if (port === 0) throw new ConfigError("PORT", "0 listens on a random port, which a probe cannot know");
-  return { port, variable: "PORT" };
+  return { port: adminPort, variable: "ADMIN_PORT" };
 }
 
 /** What `ordermesh token` signs with: the gateway's own JWT_SECRET, issuer and audience. */

@@ -313,17 +313,20 @@ describe("ordermesh command line", () => {
 
     it("exits 1 with one line when nothing answers, 64 on a bad probe, 78 with no port to ask", async () => {
       const closed = await freePort();
-      const result = await runToEnd(["probe", "readyz"], { ADMIN_PORT: String(closed) });
+      const result = await runToEnd(["probe", "readyz"], { ADMIN_PORT: String(closed), SERVICES: "orders" });
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(
         `readyz: no answer from http://127.0.0.1:${closed}/readyz (connect ECONNREFUSED 127.0.0.1:${closed})\n`,
       );
-      // without ADMIN_PORT, the gateway's PORT
-      const viaGateway = await runToEnd(["probe"], { PORT: String(closed) });
+      // a process that runs the gateway is asked on its PORT, ADMIN_PORT or not
+      const viaGateway = await runToEnd(["probe"], {
+        PORT: String(closed),
+        ADMIN_PORT: String(await freePort()),
+      });
       expect(viaGateway.code).toBe(1);
       expect(viaGateway.stderr).toContain(`http://127.0.0.1:${closed}/livez`);
 
-      const bad = await runToEnd(["probe", "healthz"], { ADMIN_PORT: String(closed) });
+      const bad = await runToEnd(["probe", "healthz"], { ADMIN_PORT: String(closed), SERVICES: "orders" });
       expect(bad.code).toBe(64);
       expect(bad.stderr).toContain("usage: ordermesh probe");
       const nowhere = await runToEnd(["probe"], { SERVICES: "orders" });
@@ -339,7 +342,7 @@ describe("ordermesh command line", () => {
       await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
       cleanup.push(() => new Promise<void>((resolve) => server.close(() => resolve())));
       const port = (server.address() as { port: number }).port;
-      const result = await runToEnd(["probe", "readyz"], { ADMIN_PORT: String(port) });
+      const result = await runToEnd(["probe", "readyz"], { ADMIN_PORT: String(port), SERVICES: "orders" });
       expect(result.code).toBe(1);
       expect(result.stderr).toBe(
         'readyz: 503 {"status":"not_ready","checks":{"broker":{"ok":false,"error":"starting"}}}\n',

@@ -221,24 +221,30 @@ describe("what each service needs", () => {
 });
 
 describe("ordermesh probe's target", () => {
-  it("is ADMIN_PORT when set, else the gateway's PORT", () => {
-    expect(loadProbeTarget({ ADMIN_PORT: "9000", PORT: "8080" })).toEqual({
+  it("is the gateway's PORT in a process that runs it, else ADMIN_PORT", () => {
+    expect(loadProbeTarget({ ADMIN_PORT: "9000", PORT: "8080" })).toEqual({ port: 8080, variable: "PORT" });
+    expect(loadProbeTarget({ PORT: "8080", SERVICES: "gateway" })).toEqual({ port: 8080, variable: "PORT" });
+    expect(loadProbeTarget({})).toEqual({ port: 3000, variable: "PORT" });
+    expect(loadProbeTarget({ ADMIN_PORT: "9000", PORT: "8080", SERVICES: "orders,payments" })).toEqual({
       port: 9000,
       variable: "ADMIN_PORT",
     });
-    expect(loadProbeTarget({ PORT: "8080" })).toEqual({ port: 8080, variable: "PORT" });
-    expect(loadProbeTarget({})).toEqual({ port: 3000, variable: "PORT" });
   });
 
   it("needs no secret, and ignores the variables it does not read", () => {
-    expect(loadProbeTarget({ ADMIN_PORT: "9000", JWT_SECRET: "short", NATS_URL: "nope" }).port).toBe(9000);
+    const env = { ADMIN_PORT: "9000", SERVICES: "orders", JWT_SECRET: "short", NATS_URL: "nope" };
+    expect(loadProbeTarget(env).port).toBe(9000);
   });
 
   it("has no port without ADMIN_PORT in a process without the gateway, nor with a random port", () => {
     expect(thrownBy(() => loadProbeTarget({ SERVICES: "orders" })).variable).toBe("ADMIN_PORT");
-    expect(thrownBy(() => loadProbeTarget({ ADMIN_PORT: "0" })).variable).toBe("ADMIN_PORT");
+    expect(thrownBy(() => loadProbeTarget({ ADMIN_PORT: "0", SERVICES: "orders" })).variable).toBe(
+      "ADMIN_PORT",
+    );
     expect(thrownBy(() => loadProbeTarget({ PORT: "0" })).variable).toBe("PORT");
-    expect(thrownBy(() => loadProbeTarget({ ADMIN_PORT: "x" })).variable).toBe("ADMIN_PORT");
+    expect(thrownBy(() => loadProbeTarget({ ADMIN_PORT: "x", SERVICES: "orders" })).variable).toBe(
+      "ADMIN_PORT",
+    );
   });
 });
 
