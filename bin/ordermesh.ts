@@ -21,7 +21,7 @@ import {
   type Config,
 } from "../lib/config";
 import { ROLES, type Role } from "../lib/constants";
-import { ConfigError } from "../lib/errors";
+import { ConfigError, failureText } from "../lib/errors";
 import {
   ADMIN_PROBES,
   startAdminListener,
@@ -240,22 +240,6 @@ function sayWhyOnFatal(broker: ServiceBroker): void {
     reportFatal(broker, message, err);
     if (needExit) process.exit(1);
   };
-}
-
-/**
- * An error as text for a log that must say why: its stack (which starts with its message), then
- * the causes it wraps (an adapter's UnavailableError carries the driver's error as its cause).
- */
-function failureText(err: unknown): string {
-  const parts: string[] = [];
-  let current: unknown = err;
-  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
-    const text =
-      current instanceof Error ? (current.stack ?? `${current.name}: ${current.message}`) : String(current);
-    parts.push(depth === 0 ? text : `caused by: ${text}`);
-    current = current instanceof Error ? current.cause : undefined;
-  }
-  return parts.join("\n");
 }
 
 /** The broker's `stopped` hook from moleculer.config, followed by closing each of `extras`. */

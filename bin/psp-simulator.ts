@@ -8,7 +8,7 @@
  * and `npm run cluster` start the simulator by themselves.
  */
 import { loadPspSimulatorConfig, usableDataDir, type PspSimulatorConfig } from "../lib/config";
-import { ConfigError } from "../lib/errors";
+import { ConfigError, failureText } from "../lib/errors";
 import { startPspSimulator } from "../lib/psp/psp.simulator";
 
 async function main(): Promise<void> {
@@ -25,7 +25,7 @@ async function main(): Promise<void> {
       logger: { info: console.log, warn: console.warn, error: console.error },
     });
   } catch (err) {
-    console.error(`psp-simulator: start failed: ${stackOf(err)}`);
+    console.error(`psp-simulator: start failed: ${failureText(err)}`);
     process.exit(1);
   }
   console.log(`psp-simulator: listening at ${simulator.url}; webhooks to ${config.webhookUrl ?? "(none)"}`);
@@ -33,7 +33,7 @@ async function main(): Promise<void> {
     simulator.close().then(
       () => process.exit(0),
       (err: unknown) => {
-        console.error(`psp-simulator: stop failed: ${stackOf(err)}`);
+        console.error(`psp-simulator: stop failed: ${failureText(err)}`);
         process.exit(1);
       },
     );
@@ -58,11 +58,7 @@ function configOrExit(): PspSimulatorConfig {
 }
 
 /** An error's stack (which starts with its message), so that a log says why. */
-function stackOf(err: unknown): string {
-  return err instanceof Error ? (err.stack ?? err.message) : String(err);
-}
-
 main().catch((err: unknown) => {
-  console.error(`psp-simulator: ${stackOf(err)}`);
+  console.error(`psp-simulator: ${failureText(err)}`);
   process.exit(1);
 });

@@ -130,3 +130,19 @@ export class CallTimeoutError extends OrdermeshError {
     });
   }
 }
+
+/**
+ * An error as text for a log that must say why: its stack (which starts with its message), then
+ * the causes it wraps (an adapter's UnavailableError carries the driver's error as its cause).
+ */
+export function failureText(err: unknown): string {
+  const parts: string[] = [];
+  let current: unknown = err;
+  for (let depth = 0; depth < 5 && current !== undefined && current !== null; depth++) {
+    const text =
+      current instanceof Error ? (current.stack ?? `${current.name}: ${current.message}`) : String(current);
+    parts.push(depth === 0 ? text : `caused by: ${text}`);
+    current = current instanceof Error ? current.cause : undefined;
+  }
+  return parts.join("\n");
+}
