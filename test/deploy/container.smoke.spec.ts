@@ -301,6 +301,37 @@ describeWithDocker("container image and compose stack", () => {
     }
   });
 
+  it("publishes only the gateway, on 127.0.0.1", async () => {
+    const { stdout } = await compose(["ps", "--services"]);
+    const published: Record<string, string[]> = {};
+    for (const service of stdout.trim().split("\n")) {
+      const id = await containerOf(service);
+      const ports = await engine.docker(["inspect", "-f", "{{json .HostConfig.PortBindings}}", id]);
+      const bindings = (JSON.parse(ports.stdout) ?? {}) as Record<string, { HostIp: string }[] | null>;
+      const hosts = Object.values(bindings).flatMap((list) => (list ?? []).map((b) => b.HostIp));
+      if (hosts.length > 0) published[service] = hosts;
+    }
+    expect(published).toEqual({ gateway: ["127.0.0.1"] });
+  });
+
+  it("refuses to start without its secrets, and a container refuses a placeholder one (exit 78)", async () => {
+    const withoutSecret = { ...engine.env };
+    delete withoutSecret.JWT_SECRET;
+    const unset = await runCommand(
+      [...engine.compose, "-f", join(REPO_ROOT, "docker-compose.yml"), "config", "-q"],
+      withoutSecret,
+      true,
+    );
+    expect(unset.code).not.toBe(0);
+    expect(unset.stderr).toContain("set JWT_SECRET in .env");
+    const placeholder = await compose(
+      ["run", "--rm", "-T", "--no-deps", "-e", "JWT_SECRET=change-me-to-a-long-random-secret", "orders"],
+      true,
+    );
+    expect(placeholder.code).toBe(78);
+    expect(placeholder.stderr).toContain("invalid configuration: JWT_SECRET");
+  });
+
   it("stops every container with exit code 0 within its grace period", async () => {
     const ids = new Map<string, string>();
     const { stdout } = await compose(["ps", "--services"]);
