@@ -695,42 +695,45 @@ export function localClusterViolations(objects: readonly KubeObject[]): string[]
   return violations;
 }
 
+/** The checks that hold for the base and every overlay alike. */
+const EVERY_PROFILE: readonly Profile[] = ["base", "production", "kind"];
+
 /** Every check, and the kustomizations it applies to. */
 export const CHECKS: readonly Check[] = [
   {
     name: "Kubernetes schemas, unknown fields included",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: schemaViolations,
   },
   {
     name: "namespace with Pod Security restricted",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: namespaceViolations,
   },
   {
     name: "Pod Security restricted on every pod",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: podSecurityViolations,
   },
   {
     name: "startup, readiness and liveness probes",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: probeViolations,
   },
-  { name: "images pinned, never latest", profiles: ["base", "production", "kind"], run: imageViolations },
+  { name: "images pinned, never latest", profiles: EVERY_PROFILE, run: imageViolations },
   {
     name: "grace period above drain + shutdown timeout",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: shutdownViolations,
   },
   {
     name: "trusted proxies: the ingress controller only",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: trustedProxyViolations,
   },
   {
     name: "default deny, only the gateway reachable from outside",
-    profiles: ["base", "production", "kind"],
+    profiles: EVERY_PROFILE,
     run: networkViolations,
   },
   { name: "no Secret in the base", profiles: ["base"], run: noSecretViolations },
