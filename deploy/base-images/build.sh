@@ -10,7 +10,8 @@
 # Needs docker; root, debootstrap and npm for what it builds. Images present that it did not build
 # (the official ones, where a registry can be pulled from) are kept as they are.
 #
-# Environment: DOCKER (client command, default `docker`), DEBIAN_MIRROR (default
+# Environment: DOCKER (client command, default `docker`), NPM_VERSION (npm in the node image,
+# default 11), DEBIAN_MIRROR (default
 # http://deb.debian.org/debian), CA_BUNDLE (default /etc/ssl/certs/ca-certificates.crt), FORCE=1.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)

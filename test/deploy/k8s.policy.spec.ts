@@ -23,6 +23,12 @@ const KUSTOMIZATIONS: Readonly<Record<Profile, string>> = {
 };
 const PROFILES = Object.keys(KUSTOMIZATIONS) as Profile[];
 
+/** A mutation: `key` set to `value` in the rendered ConfigMap. */
+function setConfig(objects: KubeObject[], key: string, value: string): void {
+  const config = objects.find((obj) => obj.kind === "ConfigMap");
+  (config?.data as Record<string, string>)[key] = value;
+}
+
 kubectl.describe("kubernetes manifests", () => {
   const rendered = new Map<Profile, KubeObject[]>();
   let cleanup = (): void => {};
@@ -181,19 +187,13 @@ kubectl.describe("kubernetes manifests", () => {
       [
         "TRUSTED_PROXIES = 10.0.0.0/8",
         "production",
-        (objects) => {
-          const config = objects.find((obj) => obj.kind === "ConfigMap");
-          (config?.data as Record<string, string>).TRUSTED_PROXIES = "10.0.0.0/8";
-        },
+        (objects) => setConfig(objects, "TRUSTED_PROXIES", "10.0.0.0/8"),
         "TRUSTED_PROXIES entry 10.0.0.0/8",
       ],
       [
         "demo data seeded in production",
         "production",
-        (objects) => {
-          const config = objects.find((obj) => obj.kind === "ConfigMap");
-          (config?.data as Record<string, string>).SEED_DEMO = "true";
-        },
+        (objects) => setConfig(objects, "SEED_DEMO", "true"),
         "SEED_DEMO is true",
       ],
       [
