@@ -273,8 +273,17 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
     it("two relays on one store publish a fast stream, never the same row at once", async () => {
       const store = await openStore();
       const { probe, recorder } = await openBus();
-      // publishes take a moment, so a relay fills up and leaves rows to the other
-      probe.gate = () => new Promise((resolve) => setTimeout(resolve, 1));
+      // The first publishes are held until five are in flight at once. One relay runs at most four,
+      // so the fifth proves the other relay claimed rows of its own while the first was full.
+      // After that, publishes take a moment, so a relay fills up and leaves rows to the other.
+      let waiting = 0;
+      let openGate: () => void = () => undefined;
+      const bothBusy = new Promise<void>((resolve) => (openGate = resolve));
+      probe.gate = async () => {
+        if (++waiting >= 5) openGate();
+        await bothBusy;
+        await new Promise((resolve) => setTimeout(resolve, 1));
+      };
       const options = { store, bus: probe, batchSize: 10, publishConcurrency: 4 };
       const first = relay(options);
       const second = relay(options);
