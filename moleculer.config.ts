@@ -9,10 +9,21 @@
  *   guarded by opossum breakers where they are made (docs/adr/0002-no-builtin-circuit-breaker.md).
  */
 import type { BrokerOptions, LoggerConfig } from "moleculer";
+import type { Clock } from "./lib/clock";
 import type { Config } from "./lib/config";
 import { Infrastructure, attachInfrastructure, infrastructureOf } from "./lib/infrastructure";
 
-export function createBrokerOptions(config: Config, overrides: Partial<BrokerOptions> = {}): BrokerOptions {
+/** What a process is given besides its configuration. */
+export interface BrokerRuntime {
+  /** The clock every service reads; the system clock unless a test hands in a manual one. */
+  clock?: Clock;
+}
+
+export function createBrokerOptions(
+  config: Config,
+  overrides: Partial<BrokerOptions> = {},
+  runtime: BrokerRuntime = {},
+): BrokerOptions {
   return {
     namespace: config.namespace,
     nodeID: config.nodeId ?? null,
@@ -47,7 +58,10 @@ export function createBrokerOptions(config: Config, overrides: Partial<BrokerOpt
     tracing: false,
 
     created(broker) {
-      attachInfrastructure(broker, new Infrastructure(config, broker.getLogger("infrastructure")));
+      attachInfrastructure(
+        broker,
+        new Infrastructure(config, broker.getLogger("infrastructure"), runtime.clock),
+      );
     },
     async stopped(broker) {
       await infrastructureOf(broker).close();

@@ -1,9 +1,10 @@
 /**
  * The adapters one process uses, created from configuration and shared by the services of
- * that process: a document store per service, one event bus, one key-value store. Each is
- * opened on first use and closed when the broker stops.
+ * that process: a document store per service, one event bus, one key-value store, one clock. Each
+ * adapter is opened on first use and closed when the broker stops.
  */
 import type { ServiceBroker } from "moleculer";
+import { systemClock, type Clock } from "./clock";
 import type { Config } from "./config";
 import { createEventBus, type EventBusConfig } from "./bus";
 import type { EventBus } from "./bus/bus.port";
@@ -28,6 +29,8 @@ export class Infrastructure {
   constructor(
     readonly config: Config,
     private readonly logger: InfraLogger,
+    /** The time every service of this process reads (a manual clock in tests). */
+    readonly clock: Clock = systemClock,
   ) {}
 
   /** The document store owned by `service` (its own file or database), opened. */

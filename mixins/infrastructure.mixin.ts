@@ -6,6 +6,7 @@
 import { Errors, type Context, type ServiceSchema } from "moleculer";
 import { defineMixin } from "./schema";
 import type { EventBus } from "../lib/bus/bus.port";
+import type { Clock } from "../lib/clock";
 import { infrastructureOf } from "../lib/infrastructure";
 import type { KeyValueStore } from "../lib/kv/kv.port";
 import type { DocumentStore } from "../lib/store/store.port";
@@ -19,6 +20,8 @@ export interface InfrastructureNeeds {
 
 /** What the mixin adds to `this`. */
 export interface InfrastructureThis {
+  /** The process's clock: read the time here, never from Date.now() in a rule. */
+  clock: Clock;
   store: DocumentStore;
   bus: EventBus;
   kv: KeyValueStore;
@@ -88,7 +91,7 @@ export function InfrastructureMixin(needs: InfrastructureNeeds): Partial<Service
     // ── lifecycle ────────────────────────────────────────────────────────
     created() {
       // Fails fast when the broker was not built from moleculer.config.
-      infrastructureOf(this.broker);
+      this.clock = infrastructureOf(this.broker).clock;
     },
 
     async started() {
