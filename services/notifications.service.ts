@@ -26,7 +26,7 @@ import { LoopSignals } from "../lib/loop-signals";
 import { createNotificationProvider } from "../lib/notify";
 import type { NotificationProvider, OutboundMessage, SendReceipt } from "../lib/notify/notify.port";
 import type { OutboxTransaction } from "../lib/outbox/outbox";
-import { retryDelayMs } from "../lib/outbox/outbox.relay";
+import { retryDelayMs } from "../models/backoff";
 import { isAdmin, principalOf, type Principal } from "../lib/principal";
 import type { Collection, Doc, DocumentStore, Filter } from "../lib/store/store.port";
 import { BreakerMixin, type BreakerThis } from "../mixins/breaker.mixin";

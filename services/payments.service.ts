@@ -33,7 +33,7 @@ import type { Breaker, BreakerOptions } from "../lib/breaker";
 import { ConfigError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
 import type { OutboxTransaction } from "../lib/outbox/outbox";
-import { retryDelayMs } from "../lib/outbox/outbox.relay";
+import { retryDelayMs } from "../models/backoff";
 import { canSee, principalOf } from "../lib/principal";
 import {
   PspClient,

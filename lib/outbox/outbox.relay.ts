@@ -12,6 +12,7 @@
  */
 import { LoopSignals } from "../loop-signals";
 import { subjectOf } from "../../models/events";
+import { retryDelayMs } from "../../models/backoff";
 import type { EventBus, OutgoingMessage } from "../bus/bus.port";
 import type { Collection, DocumentStore, Filter } from "../store/store.port";
 import { OUTBOX_COLLECTION, encodeEnvelope, envelopeOf, type OutboxRow } from "./outbox";
@@ -84,22 +85,6 @@ export interface OutboxStats {
   publishedLastMinute: number;
   /** Since this relay was created. */
   counters: { published: number; publishFailures: number; dead: number };
-}
-
-/**
- * Delay before the next attempt after `failures` failed publishes (≥ 1): full jitter, a uniform
- * random delay in [0, min(maxMs, baseMs·2^(failures-1))].
- */
-export function retryDelayMs(
-  failures: number,
-  baseMs: number,
-  maxMs: number,
-  random: () => number = Math.random,
-): number {
-  const exponent = Math.max(0, failures - 1);
-  // 2^exponent overflows to Infinity for huge exponents; min() keeps the ceiling finite
-  const ceiling = Math.min(maxMs, baseMs * 2 ** exponent);
-  return Math.floor(random() * ceiling);
 }
 
 interface Failure {
