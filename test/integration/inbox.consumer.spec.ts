@@ -45,8 +45,8 @@ const WAIT_MS = 10_000;
 /** Node timers start from the loop's cached time, so one may fire up to a few ms "early" by a fresh clock. */
 const TIMER_GRANULARITY_MS = 5;
 
-/** A quiet period for negative checks ("nothing more arrives"), never used to synchronise. */
-function quietPeriod(ms: number): Promise<void> {
+/** Slow work inside a handler (never used to wait for an outcome). */
+function work(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
@@ -78,6 +78,8 @@ interface Settlement {
 class RecordingBus implements EventBus {
   readonly settlements: Settlement[] = [];
   readonly subscribed: SubscriptionOptions[] = [];
+  /** Durables whose subscription was asked to stop. */
+  readonly stopRequested: string[] = [];
   beforeSettle: ((settlement: Settlement) => Promise<void>) | undefined;
   dropAck: ((delivery: Delivery) => boolean) | undefined;
 
@@ -98,9 +100,16 @@ class RecordingBus implements EventBus {
   close(): Promise<void> {
     return this.inner.close();
   }
-  subscribe(options: SubscriptionOptions, handler: DeliveryHandler): Promise<Subscription> {
+  async subscribe(options: SubscriptionOptions, handler: DeliveryHandler): Promise<Subscription> {
     this.subscribed.push(options);
-    return this.inner.subscribe(options, (delivery) => handler(this.wrap(delivery)));
+    const subscription = await this.inner.subscribe(options, (delivery) => handler(this.wrap(delivery)));
+    return {
+      durable: subscription.durable,
+      stop: (timeoutMs?: number) => {
+        this.stopRequested.push(subscription.durable);
+        return subscription.stop(timeoutMs);
+      },
+    };
   }
 
   of(action: SettleAction): Settlement[] {
@@ -338,6 +347,37 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       return found;
     }
 
+    /**
+     * Resolves once the bus holds nothing more for `inbox`: every message published so far delivered
+     * and settled for good, none waiting for a redelivery, and no handler running. Only a new
+     * publish can make the inbox run a handler after this.
+     */
+    async function busSettled(inbox: InboxConsumer): Promise<void> {
+      // the in-process bus resolves a publish once every durable settled it for good
+      if (bus.kind === "inprocess") await Promise.all(publishes);
+      else {
+        if (admin === undefined) throw new Error("nats-server not started");
+        const jsm = await admin.jetstreamManager();
+        const durables = Object.values((await inbox.stats()).subscriptions).map((s) => s.durable);
+        await waitFor(
+          "the stream settled for every durable",
+          async () => {
+            for (const durable of durables) {
+              const info = await jsm.consumers.info("EVENTS", durable);
+              if (info.num_pending > 0 || info.num_ack_pending > 0) return false;
+            }
+            return true;
+          },
+          WAIT_MS,
+        );
+      }
+      await waitFor(
+        "no handler running",
+        async () => Object.values((await inbox.stats()).subscriptions).every((s) => s.inFlight === 0),
+        WAIT_MS,
+      );
+    }
+
     function claim(inbox: InboxConsumer, eventId: string): Promise<ProcessedEvent | null> {
       return store
         .collection<ProcessedEvent>(PROCESSED_COLLECTION)
@@ -516,7 +556,7 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       expect(first.deadAt).toBeInstanceOf(Date);
       expect(second).toMatchObject({ reason: "permanent", error: { code: "PERMANENT_FAILURE" } });
       await waitFor("both terms", () => bus.of("term").length === 2, WAIT_MS);
-      await quietPeriod(300);
+      await busSettled(inbox);
       expect(calls).toHaveLength(2);
       expect(bus.of("nak")).toHaveLength(0);
       expect(await effects()).toBe(0);
@@ -580,7 +620,7 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
         "nak",
         "ack",
       ]);
-      await quietPeriod(300);
+      await busSettled(inbox);
       expect(calls).toHaveLength(3);
       expect(await effects()).toBe(0);
       const stats = await inbox.stats();
@@ -608,7 +648,7 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       });
       expect(parked.envelope).toBeUndefined();
       await waitFor("the term", () => bus.of("term").length === 1, WAIT_MS);
-      await quietPeriod(300);
+      await busSettled(inbox);
       expect(bus.of("nak")).toHaveLength(0);
       expect(calls).toHaveLength(0);
       await expect(inbox.replayDeadLetter(parked._id)).rejects.toMatchObject({
@@ -647,7 +687,7 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
         },
       });
       await waitFor("both terms", () => bus.of("term").length === 2, WAIT_MS);
-      await quietPeriod(300);
+      await busSettled(inbox);
       expect(bus.of("nak")).toHaveLength(0);
       expect(calls).toHaveLength(0);
       expect((await inbox.stats()).deadLetters).toBe(2);
@@ -707,18 +747,17 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       await Promise.all(events.map((e) => send(e)));
 
       await waitFor("three handlers running", () => running === 3, WAIT_MS);
-      await quietPeriod(200);
-      expect(most).toBe(3);
       expect((await inbox.stats()).subscriptions["order.created"]?.inFlight).toBe(3);
       release.open();
       await waitFor("every event handled", async () => (await effects()) === 8, WAIT_MS);
+      // the bound held over the whole run, including the time the three were blocked
       expect(most).toBe(3);
     });
 
     it("keeps a handler that outlives the ack wait alive with working(), so it is not redelivered", async () => {
       const { calls, handler } = recorder<"order.created">(async () => {
         // slow work, three times the ack wait
-        await quietPeriod(1_350);
+        await work(1_350);
       });
       const inbox = await startInbox({ "order.created": { handler, ackWaitMs: 450 } });
       const event = anOrderCreated();
@@ -728,7 +767,8 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       await waitFor("the ack", () => bus.of("ack").length === 1, WAIT_MS);
       expect(bus.of("working").length).toBeGreaterThanOrEqual(3);
       expect(calls).toHaveLength(1);
-      await quietPeriod(600);
+      // settled for good: acknowledged, and the bus has nothing left to redeliver
+      await busSettled(inbox);
       expect(calls).toHaveLength(1);
       expect(bus.settlements.every((s) => s.deliveryCount === 1)).toBe(true);
       expect((await inbox.stats()).subscriptions["order.created"]).toMatchObject({
@@ -747,17 +787,25 @@ describe.each([inProcess, jetStream])("inbox consumer on the $name", (fixture) =
       await waitFor("the handler", () => calls.length === 1, WAIT_MS);
 
       let stopped = false;
+      let acksWhenStopped = -1;
       const stopping = inbox.stop().then(() => {
         stopped = true;
+        acksWhenStopped = bus.of("ack").length;
       });
-      await quietPeriod(100);
+      // the subscription was asked to stop, and the stop still waits for the handler at the gate
+      await waitFor("the subscription asked to stop", () => bus.stopRequested.length === 1, WAIT_MS);
       expect(stopped).toBe(false);
       release.open();
       await stopping;
+      expect(acksWhenStopped).toBe(1);
 
-      expect(bus.of("ack")).toHaveLength(1);
-      await send(anOrderCreated());
-      await quietPeriod(300);
+      // a witness consumer on its own durable sees the next event: the stopped one does not
+      const witness = recorder<"order.created">();
+      await startInbox({ "order.created": { handler: witness.handler } });
+      const next = anOrderCreated();
+      await send(next);
+      await waitFor("the witness handled the next event", () => witness.calls.length >= 1, WAIT_MS);
+      expect(witness.calls.map((c) => c.eventId)).toContain(next.id);
       expect(calls).toHaveLength(1);
     });
 

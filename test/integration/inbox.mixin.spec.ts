@@ -158,13 +158,25 @@ describe("inbox mixin", () => {
     if (service === undefined) throw new Error("inbox-probe missing");
     await broker.destroyService(service);
     const event = anOrderCreated();
+    // a witness on a durable of its own: once it has the event, only the probe's durable holds it
+    const witnessed: string[] = [];
+    await bus.subscribe({ durable: "witness", subject: subjectOf(event.type) }, async (delivery) => {
+      witnessed.push(delivery.id);
+      await delivery.ack();
+    });
 
-    send(event);
-    await new Promise((resolve) => setTimeout(resolve, 200));
+    let settled = false;
+    const publishing = bus
+      .publish({ id: event.id, subject: subjectOf(event.type), data: encodeEnvelope(event) })
+      .then(() => (settled = true));
+    await waitFor("the witness's delivery", () => witnessed.includes(event.id));
+    // the in-process bus resolves a publish once every durable settled it: the probe's has not
+    expect(settled).toBe(false);
     expect(await seen(event.id)).toHaveLength(0);
     broker.createService(probe);
 
     await waitFor("the event, after the restart", async () => (await seen(event.id)).length === 1);
+    await publishing;
   });
 
   it("refuses a subscription to a type outside the event catalog", () => {
