@@ -36,13 +36,12 @@ import { OutboxMixin } from "../mixins/outbox.mixin";
 import { uuidv7 } from "../models/ids";
 import {
   NOTIFICATION_STATUSES,
-  renderNotifications,
   type NotificationChannel,
   type NotificationStatus,
   type NotifiedEvent,
   type NotifiedEventType,
-  type RenderedNotification,
 } from "../models/notification";
+import { renderNotifications, type RenderedNotification } from "../models/notification-template";
 
 const { MoleculerClientError } = Errors;
 

@@ -20,7 +20,7 @@ import type { NotificationProvider, OutboundMessage } from "../../lib/notify/not
 import { buildEnvelope, encodeEnvelope } from "../../lib/outbox/outbox";
 import type { DocumentStore } from "../../lib/store/store.port";
 import { subjectOf, type EventEnvelope } from "../../models/events";
-import { shortRef } from "../../models/notification";
+import { shortRef } from "../../models/notification-template";
 import { createBrokerOptions } from "../../moleculer.config";
 import NotificationsService, {
   NotificationSender,
