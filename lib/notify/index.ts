@@ -1,4 +1,5 @@
 /** Picks the notification provider from configuration: HTTP when NOTIFY_URL is set, else the file. */
+import { dateOf, type Clock } from "../clock";
 import type { Config } from "../config";
 import { FileNotificationProvider } from "./file.adapter";
 import { HttpNotificationProvider } from "./http.adapter";
@@ -7,6 +8,8 @@ import type { NotificationProvider } from "./notify.port";
 export interface NotificationProviderOptions {
   /** Timeout of one HTTP send in ms (http adapter only; default 5 000). */
   timeoutMs?: number;
+  /** Time of the file adapter's `at` field (default: the system clock). */
+  clock?: Clock;
 }
 
 /** `NOTIFY_URL` set → `HttpNotificationProvider`; unset → `FileNotificationProvider` in DATA_DIR. */
@@ -20,5 +23,9 @@ export function createNotificationProvider(
       ...(options.timeoutMs === undefined ? {} : { timeoutMs: options.timeoutMs }),
     });
   }
-  return new FileNotificationProvider({ dataDir: config.dataDir });
+  const { clock } = options;
+  return new FileNotificationProvider({
+    dataDir: config.dataDir,
+    ...(clock === undefined ? {} : { now: () => dateOf(clock) }),
+  });
 }

@@ -22,15 +22,16 @@ import type { DocumentStore } from "../../lib/store/store.port";
 import { subjectOf, type EventEnvelope } from "../../models/events";
 import { shortRef } from "../../models/notification-template";
 import { createBrokerOptions } from "../../moleculer.config";
+import { NotificationRepository, type NotificationDoc } from "../../lib/repositories/notification.repository";
+import { systemClock } from "../../lib/clock";
 import NotificationsService, {
-  NotificationSender,
   type DeadNotificationView,
-  type NotificationDoc,
   type NotificationPage,
   type NotificationStats,
   type NotificationView,
   type NotificationsSettings,
 } from "../../services/notifications.service";
+import { NotificationSender } from "../../services/notifications.sender";
 import { orderCreatedEnvelope } from "../fixtures/events";
 import { freePort } from "../support/ports";
 import { waitFor } from "../support/wait";
@@ -560,11 +561,11 @@ describe("notification senders sharing a store", () => {
     };
     for (const owner of ["extra-1", "extra-2"]) {
       const sender = new NotificationSender({
-        store: harness.store,
-        notifications: harness.store.collection<NotificationDoc>("notifications"),
+        repository: new NotificationRepository(harness.store),
         provider: slow,
         breaker: new Breaker({ name: `notify-${owner}`, volumeThreshold: 10_000 }),
         owner,
+        clock: systemClock,
         logger: { info: () => undefined, warn: () => undefined, error: () => undefined },
         settings: { ...(NotificationsService.settings as NotificationsSettings), ...FAST, maxInFlight: 4 },
       });
