@@ -11,6 +11,7 @@
 import { mkdir, open, readFile, type FileHandle } from "node:fs/promises";
 import { join } from "node:path";
 import { AdapterClosedError } from "../errors";
+import { checkMessage } from "./notify.message";
 import {
   NotifyUnavailableError,
   type NotificationProvider,
@@ -51,6 +52,7 @@ export class FileNotificationProvider implements NotificationProvider {
 
   async send(message: OutboundMessage): Promise<SendReceipt> {
     if (this.closed) throw new AdapterClosedError("file notification provider");
+    checkMessage(message);
     await this.loadWritten();
     const known = this.written.get(message.id);
     if (known !== undefined) return known;

@@ -6,9 +6,12 @@
  * Outcomes: 2xx → sent; 4xx → `NOTIFY_REJECTED` (not retryable), except 408, 409, 425 and 429,
  * which say "not now" (timeout, same key still in flight, too early, rate limited) and are
  * `NOTIFY_UNAVAILABLE`; 5xx, a network error, a timeout or a 2xx without an id →
- * `NOTIFY_UNAVAILABLE` (retryable: the same key makes the retry safe).
+ * `NOTIFY_UNAVAILABLE` (retryable: the same key makes the retry safe). A malformed message is
+ * `NOTIFY_REJECTED` before any request (`checkMessage`). Port contract: ./notify.port.ts.
  */
 import { HEADERS } from "../constants";
+import { AdapterClosedError } from "../errors";
+import { checkMessage } from "./notify.message";
 import {
   NotifyRejectedError,
   NotifyUnavailableError,
@@ -45,7 +48,8 @@ export class HttpNotificationProvider implements NotificationProvider {
   }
 
   async send(message: OutboundMessage): Promise<SendReceipt> {
-    if (this.closed) throw new NotifyUnavailableError("the notification provider client is closed");
+    if (this.closed) throw new AdapterClosedError("http notification provider");
+    checkMessage(message);
     const signal = AbortSignal.timeout(this.timeoutMs);
     let status: number;
     let text: string;
