@@ -9,9 +9,9 @@
  */
 import type { Breaker } from "../lib/breaker";
 import { dateOf, type Clock } from "../lib/clock";
-import { LoopSignals } from "../lib/loop-signals";
 import type { NotificationProvider, SendReceipt } from "../lib/notify/notify.port";
 import type { NotificationRepository } from "../lib/repositories/notification.repository";
+import { LeaseWorker, type LeaseWorkerStats } from "../lib/work/lease-worker";
 import type { Notification, NotificationEvent, NotificationState, RetryPolicy } from "../models/notification";
 
 export interface SenderLogger {
@@ -65,119 +65,68 @@ const NOT_MINE = new Set([
 /** Tries to record one outcome (a store error, or a sent meeting a change made meanwhile). */
 const RECORD_TRIES = 3;
 
+/**
+ * The sender: the one lease-claiming worker (lib/work/lease-worker.ts) claiming through the
+ * repository, with the breaker as its room and the aggregate deciding each outcome.
+ */
 export class NotificationSender {
   private readonly options: SenderOptions;
   private readonly policy: RetryPolicy;
-  private state: "new" | "running" | "stopping" | "stopped" = "new";
-  private readonly inFlight = new Map<string, Promise<void>>();
-  private readonly signals: LoopSignals;
-  private loopDone: Promise<void> = Promise.resolve();
+  private readonly worker: LeaseWorker<Notification>;
+  private stopped = false;
 
   constructor(options: SenderOptions) {
     this.options = options;
-    const { maxAttempts, backoffBaseMs, backoffMaxMs } = options.settings;
+    const { repository, breaker, owner, clock, logger, settings } = options;
+    const { maxAttempts, backoffBaseMs, backoffMaxMs } = settings;
     this.policy = { maxAttempts, backoffBaseMs, backoffMaxMs };
-    this.signals = new LoopSignals(
-      () => this.state === "running",
-      () => options.clock.now(),
-    );
+    this.worker = new LeaseWorker<Notification>({
+      name: "notification sender",
+      owner,
+      clock,
+      logger,
+      maxInFlight: settings.maxInFlight,
+      pollIntervalMs: settings.pollIntervalMs,
+      // open: every send would be refused, claim nothing; half-open: one at a time, the probe
+      room: (inFlight) => {
+        if (breaker.state === "open") return 0;
+        if (breaker.state === "halfOpen") return Math.max(0, 1 - inFlight);
+        return Infinity;
+      },
+      key: (notification) => notification.id,
+      claim: (limit, held) =>
+        repository.claimDue({ limit, owner, now: dateOf(clock), leaseMs: settings.leaseMs, exclude: held }),
+      process: (notification) => this.process(notification),
+      // each send is bounded by the breaker's timeout
+      stopTimeoutMs: settings.sendTimeoutMs + 2 * BREAKER_GRACE_MS,
+    });
   }
 
   start(): void {
-    if (this.state !== "new") return;
-    this.state = "running";
-    this.signals.requested = true;
-    this.loopDone = this.loop();
+    this.worker.start();
   }
 
   /** Look for due notifications now. Many calls coalesce. */
   wake(): void {
-    this.signals.wake();
+    this.worker.wake();
   }
 
   /**
-   * Stop claiming and let sends in flight finish (each is bounded by the breaker's timeout). A send
-   * cut short keeps its lease until it expires; then another sender resends it under the same id.
+   * Stop claiming and let sends in flight finish. A send cut short keeps its lease until it
+   * expires; then another sender resends it under the same id.
    */
   async stop(): Promise<void> {
-    if (this.state !== "running") return;
-    this.state = "stopping";
-    this.signals.release();
-    await this.loopDone;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.all(this.inFlight.values()),
-      new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.options.settings.sendTimeoutMs + 2 * BREAKER_GRACE_MS);
-        timer.unref();
-      }),
-    ]);
-    clearTimeout(timer);
-    this.state = "stopped";
+    await this.worker.stop();
+    this.stopped = true;
   }
 
-  // -- the claim loop -------------------------------------------------------------------------
-
-  private async loop(): Promise<void> {
-    const { settings, logger, owner } = this.options;
-    while (this.state === "running") {
-      const room = this.room(this.inFlight.size);
-      // open breaker: every send would be refused; wait for the half-open probe
-      if (room <= 0 && this.inFlight.size === 0) {
-        this.signals.requested = false;
-        await this.signals.wait("work", settings.pollIntervalMs);
-        continue;
-      }
-      // refill in batches: a claim reads the whole due set, so one claim per freed slot would cost
-      // a scan per notification exactly when the backlog is longest
-      if (room <= 0 || (room < refillBatch(settings.maxInFlight) && this.inFlight.size > 0)) {
-        await this.signals.wait("room");
-        continue;
-      }
-      this.signals.requested = false;
-      let claimed: Notification[];
-      try {
-        claimed = await this.claim(room, new Set(this.inFlight.keys()));
-      } catch (err) {
-        logger.warn(`[notifications] sender ${owner}: claiming failed: ${errorText(err)}`);
-        await this.signals.wait("work", settings.pollIntervalMs);
-        continue;
-      }
-      for (const notification of claimed) this.launch(notification);
-      if (claimed.length === room || this.signals.requested) continue;
-      await this.signals.wait("work", settings.pollIntervalMs);
-    }
+  /** Resolves once nothing is in flight and the latest claim found nothing due. */
+  idle(): Promise<void> {
+    return this.worker.idle();
   }
 
-  /** Sends that may start now: none while the breaker is open, one probe while it is half-open. */
-  private room(inFlight: number): number {
-    const { breaker, settings } = this.options;
-    if (breaker.state === "open") return 0;
-    if (breaker.state === "halfOpen") return Math.max(0, 1 - inFlight);
-    return settings.maxInFlight - inFlight;
-  }
-
-  private claim(limit: number, held: ReadonlySet<string>): Promise<Notification[]> {
-    const { repository, owner, clock, settings } = this.options;
-    return repository.claimDue({
-      limit,
-      owner,
-      now: dateOf(clock),
-      leaseMs: settings.leaseMs,
-      exclude: held,
-    });
-  }
-
-  private launch(notification: Notification): void {
-    const running = this.process(notification)
-      .catch((err: unknown) => {
-        this.options.logger.error(`[notifications] sending ${notification.id} failed unexpectedly`, err);
-      })
-      .finally(() => {
-        this.inFlight.delete(notification.id);
-        this.signals.signal("room");
-      });
-    this.inFlight.set(notification.id, running);
+  stats(): LeaseWorkerStats {
+    return this.worker.stats();
   }
 
   // -- one notification ---------------------------------------------------------------------------
@@ -227,7 +176,7 @@ export class NotificationSender {
         if (typeof code === "string" && NOT_MINE.has(code)) return;
         // changed since claimed: only a sent is recorded over what is stored now
         if (code === "NOTIFICATION_CONFLICT" && outcome.kind !== "sent") return;
-        if (tries >= RECORD_TRIES || this.state === "stopped") {
+        if (tries >= RECORD_TRIES || this.stopped) {
           logger.warn(
             `[notifications] could not record the ${outcome.kind} outcome of ${claimed.id} (${errorText(err)}); its lease will expire and it will be sent again`,
           );
@@ -261,7 +210,7 @@ export class NotificationSender {
       switch (event.type) {
         case "NotificationSendFailed":
         case "NotificationSendDeferred":
-          this.signals.wakeAt(event.retryAt.getTime());
+          this.worker.wakeAt(event.retryAt.getTime());
           break;
         case "NotificationDied":
           this.options.logger.error(
@@ -280,11 +229,6 @@ export class NotificationSender {
       }
     }
   }
-}
-
-/** How many free slots a sender waits for before it claims again (while some sends are in flight). */
-function refillBatch(maxInFlight: number): number {
-  return Math.max(1, Math.floor(maxInFlight / 2));
 }
 
 /** The stable code of an error; branch on it, never on `instanceof`. */

@@ -10,6 +10,7 @@
 import { OrdermeshError } from "../errors";
 import { NEWEST_FIRST, afterCursor, pageOf, type CursorPage } from "../newest-first";
 import type { Collection, Doc, DocumentStore, Filter, Transaction } from "../store/store.port";
+import { claimWithLease, type LeaseClaim } from "../work/lease-claim";
 import {
   NOTIFICATION_STATUSES,
   Notification,
@@ -117,40 +118,12 @@ export class NotificationRepository {
 
   /**
    * Lease up to `limit` due notifications to `owner`, oldest due first: pending or failed, due, and
-   * under no live lease (`Notification.isClaimable`). The candidates are read outside a
-   * transaction; the lease is taken in one, with the condition repeated, so that a notification
-   * claimed meanwhile by another sender is skipped. Returns them as stored after the claim.
+   * under no live lease (`Notification.isClaimable`), through the one claim protocol
+   * (lib/work/lease-claim.ts). Returns them as stored after the claim.
    */
   async claimDue(args: ClaimArgs): Promise<Notification[]> {
-    const { limit, owner, now, leaseMs, exclude } = args;
-    const due = claimable(now);
-    const found = await collection(this.store).find(due, {
-      sort: { nextAttemptAt: 1, _id: 1 },
-      limit: limit + (exclude?.size ?? 0),
-      projection: { _id: 1 },
-    });
-    const ids = found
-      .map((doc) => doc._id)
-      .filter((id) => exclude?.has(id) !== true)
-      .slice(0, limit);
-    if (ids.length === 0) return [];
-    const leaseUntil = new Date(now.getTime() + leaseMs);
-    const docs = await this.store.transaction(async (tx) => {
-      const notifications = collection(tx);
-      const read = await notifications.find({ _id: { $in: ids }, ...due });
-      if (read.length === 0) return read;
-      const result = await notifications.updateMany(
-        { _id: { $in: read.map((doc) => doc._id) }, ...due },
-        { $set: { leaseOwner: owner, leaseUntil } },
-      );
-      if (result.modifiedCount !== read.length) {
-        // isolation would have to be broken for this; claim nothing rather than what someone holds
-        throw new Error(
-          `leased ${result.modifiedCount} of ${read.length} notifications read in one transaction`,
-        );
-      }
-      return read.map((doc) => ({ ...doc, leaseOwner: owner, leaseUntil }));
-    });
+    const { leaseMs, ...claim } = args;
+    const docs = await claimWithLease<NotificationDoc>(this.store, { ...SENDER_CLAIM, leaseMs }, claim);
     return docs.map((doc) => Notification.fromState(stateOf(doc)));
   }
 
@@ -189,14 +162,15 @@ export class NotificationRepository {
   }
 }
 
-/** `Notification.isClaimable(now)` as a filter. */
-function claimable(now: Date): Filter {
-  return {
-    status: { $in: [...SENDABLE_STATUSES] },
-    nextAttemptAt: { $lte: now },
-    $or: [{ leaseUntil: { $exists: false } }, { leaseUntil: { $lte: now } }],
-  };
-}
+/**
+ * The sender's claim: `Notification.isClaimable(now)` as a filter (claimWithLease adds "under no
+ * live lease"), oldest due first.
+ */
+const SENDER_CLAIM: Omit<LeaseClaim, "leaseMs"> = {
+  collection: NOTIFICATIONS,
+  due: (now) => ({ status: { $in: [...SENDABLE_STATUSES] }, nextAttemptAt: { $lte: now } }),
+  sort: { nextAttemptAt: 1, _id: 1 },
+};
 
 function collection(scope: Scope): Collection<NotificationDoc> {
   return scope.collection<NotificationDoc>(NOTIFICATIONS);
