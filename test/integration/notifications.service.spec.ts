@@ -22,7 +22,7 @@ import { subjectOf, type EventEnvelope } from "../../models/events";
 import { shortRef } from "../../models/notification-template";
 import { createBrokerOptions } from "../../moleculer.config";
 import { NotificationRepository, type NotificationDoc } from "../../lib/repositories/notification.repository";
-import { systemClock } from "../../lib/clock";
+import { ManualClock, systemClock, type Clock } from "../../lib/clock";
 import NotificationsService, {
   type DeadNotificationView,
   type NotificationPage,
@@ -101,10 +101,14 @@ interface Harness {
   store: DocumentStore;
 }
 
-async function startHarness(env: Record<string, string>, settings: Partial<NotificationsSettings> = {}) {
+async function startHarness(
+  env: Record<string, string>,
+  settings: Partial<NotificationsSettings> = {},
+  clock: Clock = systemClock,
+) {
   const dir = mkdtempSync(join(tmpdir(), "ordermesh-notifications-"));
   const config = loadConfig({ DATA_DIR: dir, LOG_LEVEL: "fatal", SERVICES: "notifications", ...env });
-  const broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
+  const broker = new ServiceBroker({ ...createBrokerOptions(config, {}, { clock }), logger: false });
   broker.createService({
     ...NotificationsService,
     settings: { ...NotificationsService.settings, ...FAST, ...settings },
@@ -143,6 +147,13 @@ async function notifyBreaker(h: Harness): Promise<BreakerStats> {
   return found;
 }
 
+/** The service's sender, to wait until it has nothing to do. */
+function senderOf(h: Harness): NotificationSender {
+  const service = h.broker.getLocalService("notifications") as unknown as { sender?: NotificationSender };
+  if (service.sender === undefined) throw new Error("the notifications service has no sender");
+  return service.sender;
+}
+
 const customer = (id: string) => ({ meta: { user: { id, roles: ["customer"] } } });
 const admin = { meta: { user: { id: "admin-1", roles: ["admin"] } } };
 
@@ -152,8 +163,8 @@ describe("notifications service with an HTTP provider", () => {
   let provider: FakeProvider;
   let h: Harness | undefined;
 
-  async function start(settings: Partial<NotificationsSettings> = {}): Promise<Harness> {
-    h = await startHarness({ NOTIFY_URL: provider.url }, settings);
+  async function start(settings: Partial<NotificationsSettings> = {}, clock?: Clock): Promise<Harness> {
+    h = await startHarness({ NOTIFY_URL: provider.url }, settings, clock);
     return h;
   }
 
@@ -329,6 +340,39 @@ describe("notifications service with an HTTP provider", () => {
     await waitFor("both sent", async () => (await countWhere(h, { status: "sent" })) === 2);
     expect(provider.accepted.get(first.id)?.times).toBe(1);
     expect(provider.accepted.get(second.id)?.times).toBe(1);
+  });
+
+  it("retries a failed send when the clock reaches its retry time, and not before", async () => {
+    const clock = new ManualClock(Date.parse("2026-11-20T10:00:00.000Z"));
+    // a retry is due in [0, 60 s) after the first failure; the clock stands still until moved
+    const h = await start({ backoffBaseMs: 60_000, backoffMaxMs: 60_000 }, clock);
+    provider.mode = "fail";
+    const event = orderPaid();
+
+    publish(h, event);
+
+    await waitFor(
+      "both failed once",
+      async () => (await countWhere(h, { status: "failed", attempts: 1 })) === 2,
+      10_000,
+    );
+    for (const doc of await docs(h, { eventId: event.id })) {
+      expect(doc.nextAttemptAt?.getTime()).toBeGreaterThanOrEqual(clock.now());
+      expect(doc.nextAttemptAt?.getTime()).toBeLessThan(clock.now() + 60_000);
+      expect(doc.updatedAt.getTime()).toBe(clock.now());
+    }
+    provider.mode = "ok";
+    await senderOf(h).idle();
+    // settled: nothing was due while the clock stood, so nothing was sent again
+    expect(provider.received).toHaveLength(2);
+
+    clock.advance(60_000);
+
+    await waitFor("both sent", async () => (await countWhere(h, { status: "sent" })) === 2, 10_000);
+    for (const doc of await docs(h, { eventId: event.id })) {
+      expect(doc).toMatchObject({ attempts: 2, sentAt: new Date(clock.now()) });
+      expect(provider.requestsFor(doc._id)).toBe(2);
+    }
   });
 
   it("kills a message the provider rejects (4xx) at once, without counting it against the breaker", async () => {
