@@ -362,7 +362,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
           paymentMethod: ctx.params.paymentMethod ?? DEFAULT_PAYMENT_METHOD,
           now: new Date(),
           paymentTimeoutMs: infrastructureOf(this.broker).config.orderPaymentTimeoutMs,
-        });
+        }).order;
       } catch (err) {
         await releaseQuietly(this, ctx, orderId);
         throw asClientError(err);
