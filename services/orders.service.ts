@@ -1,6 +1,8 @@
 /**
  * orders service: places orders (DESIGN §4), answers for them, cancels them, and moves them on
- * when payments report. Every state change commits together with its event through the outbox.
+ * when payments report. The rules are the order aggregate's (models/order.ts), which raises the
+ * events; every order is read and written through lib/repositories/order.repository.ts, which
+ * commits each change together with its events through the outbox.
  *
  * Placing an order: reserve the stock at inventory (all lines or none, idempotent by order id),
  * then ONE transaction inserts the order and publishes `order.created`. The order id is derived
@@ -13,17 +15,15 @@
  * `sweepBatch` (how many per sweep). Details: docs/orders.md.
  */
 import { createHash } from "node:crypto";
-import DbService from "moleculer-db";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
+import { dateOf } from "../lib/clock";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
-import { afterCursor, pageOf, type CursorPage } from "../lib/newest-first";
-import { PeriodicTask } from "../lib/periodic-task";
+import type { CursorPage } from "../lib/newest-first";
 import { ORDER_ITEMS_PARAM, PAYMENT_METHOD_PARAM } from "../lib/params";
-import type { OutboxTransaction } from "../lib/outbox/outbox";
+import { PeriodicTask } from "../lib/periodic-task";
 import { canSee, isAdmin, principalOf, type Principal } from "../lib/principal";
-import { storeDbAdapter } from "../lib/store/db-service.adapter";
-import type { Collection, Doc, Filter } from "../lib/store/store.port";
+import { OrderRepository } from "../lib/repositories/order.repository";
 import { InboxMixin, type WithSubscriptions } from "../mixins/inbox.mixin";
 import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastructure.mixin";
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
@@ -32,38 +32,17 @@ import {
   ORDER_STATUSES,
   Order,
   type CancelReason,
-  type OrderLine,
-  type OrderState,
+  type OrderOutcome,
   type OrderStatus,
+  type OrderView,
+  type PlacedOrder,
 } from "../models/order";
 
 const { MoleculerClientError } = Errors;
 
-/** Collection of orders in the orders store. */
-const ORDERS = "orders";
 const DEFAULT_PAYMENT_METHOD = "pm_card_visa";
 
-/** A stored order: the aggregate's snapshot plus the key it was placed with. */
-interface OrderDoc extends Doc, Omit<OrderState, "id"> {
-  idempotencyKey: string;
-}
-
-/** An order as callers see it. */
-export interface OrderView {
-  id: string;
-  customerId: string;
-  status: OrderStatus;
-  items: OrderLine[];
-  total: Money;
-  paymentMethod: string;
-  paymentDueAt: string;
-  paymentId?: string;
-  cancelReason?: CancelReason;
-  statusHistory: OrderState["statusHistory"];
-  createdAt: string;
-  updatedAt: string;
-}
-
+export type { OrderView };
 export type OrderPage = CursorPage<OrderView>;
 
 interface CreateParams {
@@ -77,6 +56,13 @@ interface CreateMeta {
   $statusCode?: number;
 }
 
+interface ListParams {
+  status?: OrderStatus;
+  limit?: number;
+  cursor?: string;
+  customerId?: string;
+}
+
 interface ReservedLine {
   sku: string;
   quantity: number;
@@ -84,70 +70,39 @@ interface ReservedLine {
 }
 
 interface OrdersSettings {
-  idField: string;
+  /** Orders on a page when the caller names no `limit`. */
   pageSize: number;
-  maxPageSize: number;
   sweepIntervalMs: number;
   sweepBatch: number;
 }
 
 interface OrdersVars {
-  adapter: OrdersReadAdapter;
+  orders: OrderRepository;
   sweeper: PeriodicTask | undefined;
 }
 
-/** The part of moleculer-db's adapter the reads use. */
-interface OrdersReadAdapter {
-  find(params: { query?: Filter; sort?: string[]; limit?: number; offset?: number }): Promise<unknown[]>;
-  findById(id: string): Promise<unknown>;
-}
-
 interface OrdersMethods {
-  orders(): Collection<OrderDoc>;
   placeOrder(ctx: Context<CreateParams, CreateMeta>): Promise<OrderView>;
   sweepOverdue(): Promise<number>;
-  changeOrder(
-    orderId: string,
-    change: (order: Order) => void,
-    tx: OutboxTransaction,
-  ): Promise<{ order: Order; changed: boolean } | null>;
+  noteUnchanged(what: string, orderId: string, outcome: OrderOutcome): void;
 }
 
 type OrdersThis = Service<OrdersSettings> & InfrastructureThis & OutboxThis & OrdersVars & OrdersMethods;
 
 const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, OrdersThis> &
-  WithSubscriptions<OrdersThis> & { adapter: unknown } = {
+  WithSubscriptions<OrdersThis> = {
   name: "orders",
-  // moleculer-db's typings describe its schema as a class; it is a plain mixin object
-  mixins: [
-    DbService as unknown as Partial<ServiceSchema>,
-    InfrastructureMixin({ store: true, bus: true }),
-    OutboxMixin(),
-    InboxMixin(),
-  ],
-  adapter: storeDbAdapter(ORDERS),
+  mixins: [InfrastructureMixin({ store: true, bus: true }), OutboxMixin(), InboxMixin()],
 
   // ── settings ───────────────────────────────────────────────────────────
   settings: {
-    idField: "_id",
     pageSize: 20,
-    maxPageSize: 100,
     sweepIntervalMs: 1000,
     sweepBatch: 100,
   },
 
   // ── actions ────────────────────────────────────────────────────────────
   actions: {
-    // generic writes of moleculer-db are off: orders change only through the aggregate
-    create: false,
-    insert: false,
-    update: false,
-    remove: false,
-    find: { visibility: "protected", cache: false },
-    count: { visibility: "protected" },
-    list: { visibility: "protected", cache: false },
-    get: { visibility: "protected", cache: false },
-
     /** Place an order for the calling customer. Needs `ctx.meta.idempotencyKey`. */
     place: {
       visibility: "public",
@@ -166,9 +121,9 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
       visibility: "public",
       params: { $$strict: true, id: { type: "string", min: 1, max: 128 } },
       async handler(ctx: Context<{ id: string }>): Promise<OrderView> {
-        const doc = await findById(this, ctx.params.id);
-        if (doc === null || !canSee(principalOf(ctx), doc.customerId)) throw orderNotFound(ctx.params.id);
-        return viewOf(doc);
+        const order = await this.orders.findById(ctx.params.id);
+        if (order === null || !canSee(principalOf(ctx), order.customerId)) throw orderNotFound(ctx.params.id);
+        return order.toView();
       },
     },
 
@@ -182,26 +137,14 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
         cursor: { type: "string", min: 1, max: 512, optional: true },
         customerId: { type: "string", min: 1, max: 128, optional: true },
       },
-      async handler(
-        this: OrdersThis,
-        ctx: Context<{ status?: OrderStatus; limit?: number; cursor?: string; customerId?: string }>,
-      ): Promise<OrderPage> {
-        const principal = principalOf(ctx);
+      handler(ctx: Context<ListParams>): Promise<OrderPage> {
         const { status, cursor, customerId } = ctx.params;
-        const limit = ctx.params.limit ?? 20;
-        const conditions: Filter[] = [];
-        const owner = ownerFilter(principal, customerId);
-        if (owner !== undefined) conditions.push({ customerId: owner });
-        if (status !== undefined) conditions.push({ status });
-        if (cursor !== undefined) conditions.push(afterCursor(cursor, "string"));
-        const query: Filter = conditions.length === 0 ? {} : { $and: conditions };
-        // read through moleculer-db's adapter (store port underneath)
-        const docs = (await this.adapter.find({
-          query,
-          sort: ["-createdAt", "-_id"],
-          limit: limit + 1,
-        })) as OrderDoc[];
-        return pageOf(docs, limit, viewOf);
+        return this.orders.page({
+          customerId: ownerFilter(principalOf(ctx), customerId),
+          status,
+          cursor,
+          limit: ctx.params.limit ?? this.settings.pageSize,
+        });
       },
     },
 
@@ -213,36 +156,21 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
         const principal = principalOf(ctx);
         const reason: CancelReason = isAdmin(principal) ? "admin_request" : "customer_request";
         const { id } = ctx.params;
-        const result = await this.transaction(async (tx) => {
-          const orders = tx.collection<OrderDoc>(ORDERS);
-          const doc = await orders.findOne({ _id: id });
-          if (doc === null || !canSee(principal, doc.customerId)) throw orderNotFound(id);
-          // a repeated cancel answers with the cancelled order
-          if (doc.status === "CANCELLED") return doc;
-          const order = Order.fromState(stateOf(doc));
-          const previousStatus = order.status;
-          try {
-            order.cancel(reason, new Date());
-          } catch (err) {
-            throw asClientError(err);
-          }
-          const next = docOf(order.toState(), doc.idempotencyKey);
-          await orders.updateOne({ _id: id, status: previousStatus }, { $set: fieldsOf(next) });
-          await tx.publish({
-            type: "order.cancelled",
-            aggregateType: "order",
-            aggregateId: id,
-            payload: {
-              orderId: id,
-              customerId: doc.customerId,
-              reason,
-              previousStatus: previousStatus as "PENDING_PAYMENT" | "PAID",
-              total: doc.total,
-            },
-          });
-          return { ...next, _id: id };
-        }, ctx);
-        return viewOf(result);
+        try {
+          const result = await this.transaction(
+            (tx) =>
+              this.orders.update(tx, id, (order) => {
+                if (!canSee(principal, order.customerId)) throw orderNotFound(id);
+                // a repeated cancel answers with the cancelled order
+                return order.requestCancellation(reason, dateOf(this.clock));
+              }),
+            ctx,
+          );
+          if (result === null) throw orderNotFound(id);
+          return result.order.toView();
+        } catch (err) {
+          throw asClientError(err);
+        }
       },
     },
 
@@ -257,13 +185,8 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     /** Orders by status, for the REPL and tests. */
     stats: {
       visibility: "public",
-      async handler(): Promise<Record<OrderStatus, number>> {
-        const orders = this.orders();
-        const counts = await Promise.all(ORDER_STATUSES.map((status) => orders.countDocuments({ status })));
-        return Object.fromEntries(ORDER_STATUSES.map((status, i) => [status, counts[i] ?? 0])) as Record<
-          OrderStatus,
-          number
-        >;
+      handler(): Promise<Record<OrderStatus, number>> {
+        return this.orders.countByStatus();
       },
     },
   },
@@ -273,64 +196,28 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     "payment.captured": {
       async handler(event, tx) {
         const { orderId, paymentId } = event.payload;
-        const result = await this.changeOrder(
-          orderId,
-          (order) => {
-            // a capture for an order already cancelled: payments refunds it, the order stays cancelled
-            if (order.status === "PENDING_PAYMENT") order.markPaid(paymentId, new Date());
-          },
-          tx,
+        const result = await this.orders.update(tx, orderId, (order) =>
+          order.recordCapture(paymentId, dateOf(this.clock)),
         );
         if (result === null) throw unknownOrder(orderId, event.type);
-        if (!result.changed) {
-          this.logger.debug(`payment.captured for ${orderId} in ${result.order.status}: nothing to do`);
-          return;
-        }
-        const state = result.order.toState();
-        await tx.publish({
-          type: "order.paid",
-          aggregateType: "order",
-          aggregateId: orderId,
-          payload: { orderId, customerId: state.customerId, paymentId, total: state.total },
-        });
+        this.noteUnchanged(event.type, orderId, result.outcome);
       },
     },
 
     "payment.failed": {
       async handler(event, tx) {
         const { orderId } = event.payload;
-        const result = await this.changeOrder(
-          orderId,
-          (order) => {
-            if (order.status === "PENDING_PAYMENT") order.cancel("payment_failed", new Date());
-          },
-          tx,
+        const result = await this.orders.update(tx, orderId, (order) =>
+          order.recordPaymentFailure(dateOf(this.clock)),
         );
         if (result === null) throw unknownOrder(orderId, event.type);
-        if (!result.changed) return;
-        const state = result.order.toState();
-        await tx.publish({
-          type: "order.cancelled",
-          aggregateType: "order",
-          aggregateId: orderId,
-          payload: {
-            orderId,
-            customerId: state.customerId,
-            reason: "payment_failed",
-            previousStatus: "PENDING_PAYMENT",
-            total: state.total,
-          },
-        });
+        this.noteUnchanged(event.type, orderId, result.outcome);
       },
     },
   },
 
   // ── methods ────────────────────────────────────────────────────────────
   methods: {
-    orders(): Collection<OrderDoc> {
-      return this.store.collection<OrderDoc>(ORDERS);
-    },
-
     async placeOrder(ctx: Context<CreateParams, CreateMeta>): Promise<OrderView> {
       const principal = principalOf(ctx);
       if (principal === undefined || !principal.roles.includes("customer")) {
@@ -341,10 +228,10 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
         throw new MoleculerClientError("an Idempotency-Key is required", 400, "IDEMPOTENCY_KEY_REQUIRED");
       }
       const customerId = principal.id;
-      const existing = await this.orders().findOne({ customerId, idempotencyKey: key });
+      const existing = await this.orders.findByIdempotencyKey(customerId, key);
       if (existing !== null) {
         ctx.meta.$statusCode = 201;
-        return viewOf(existing);
+        return existing.toView();
       }
 
       const orderId = orderIdFor(customerId, key);
@@ -353,130 +240,78 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
         { orderId: string; items: CreateParams["items"] }
       >("inventory.reserve", { orderId, items: ctx.params.items });
 
-      let order: Order;
+      let placed: PlacedOrder;
       try {
-        order = Order.place({
+        placed = Order.place({
           id: orderId,
           customerId,
           items: reservation.items,
           paymentMethod: ctx.params.paymentMethod ?? DEFAULT_PAYMENT_METHOD,
-          now: new Date(),
+          now: dateOf(this.clock),
           paymentTimeoutMs: infrastructureOf(this.broker).config.orderPaymentTimeoutMs,
-        }).order;
+        });
       } catch (err) {
         await releaseQuietly(this, ctx, orderId);
         throw asClientError(err);
       }
 
-      const state = order.toState();
       try {
-        await this.transaction(async (tx) => {
-          await tx.collection<OrderDoc>(ORDERS).insertOne(docOf(state, key));
-          await tx.publish({
-            type: "order.created",
-            aggregateType: "order",
-            aggregateId: orderId,
-            payload: {
-              orderId,
-              customerId,
-              items: state.items.map((line) => ({ ...line })),
-              total: state.total,
-              paymentMethod: state.paymentMethod,
-              paymentDueAt: state.paymentDueAt,
-            },
-          });
-        }, ctx);
+        await this.transaction((tx) => this.orders.add(tx, placed.order, key, placed.events), ctx);
       } catch (err) {
         if ((err as { code?: unknown }).code === "DUPLICATE_KEY") {
           // the same request, placed concurrently, won: answer with its order (same id, same reservation)
-          const winner = await this.orders().findOne({ customerId, idempotencyKey: key });
+          const winner = await this.orders.findByIdempotencyKey(customerId, key);
           if (winner !== null) {
             ctx.meta.$statusCode = 201;
-            return viewOf(winner);
+            return winner.toView();
           }
         }
         await releaseQuietly(this, ctx, orderId);
         throw err;
       }
       ctx.meta.$statusCode = 201;
-      return viewOf({ ...docOf(state, key), _id: orderId });
-    },
-
-    async changeOrder(
-      this: OrdersThis,
-      orderId: string,
-      change: (order: Order) => void,
-      tx: OutboxTransaction,
-    ): Promise<{ order: Order; changed: boolean } | null> {
-      const orders = tx.collection<OrderDoc>(ORDERS);
-      const doc = await orders.findOne({ _id: orderId });
-      if (doc === null) return null;
-      const order = Order.fromState(stateOf(doc));
-      const before = order.status;
-      change(order);
-      if (order.status === before) return { order, changed: false };
-      await orders.updateOne(
-        { _id: orderId, status: before },
-        { $set: fieldsOf(docOf(order.toState(), doc.idempotencyKey)) },
-      );
-      return { order, changed: true };
+      return placed.order.toView();
     },
 
     async sweepOverdue(): Promise<number> {
-      const now = new Date();
-      const overdue = await this.orders().find(
-        { status: "PENDING_PAYMENT", paymentDueAt: { $lt: now.toISOString() } },
-        { sort: { paymentDueAt: 1 }, limit: this.settings.sweepBatch, projection: { _id: 1 } },
-      );
+      const now = dateOf(this.clock);
       let cancelled = 0;
-      for (const { _id } of overdue) {
+      for (const id of await this.orders.overdueIds(now, this.settings.sweepBatch)) {
         // each order in its own transaction: another instance sweeping the same order finds it
         // already cancelled (or paid) and does nothing
-        const done = await this.transaction(async (tx) => {
-          const result = await this.changeOrder(
-            _id,
-            (order) => {
-              if (order.isPaymentOverdue(now)) order.cancel("payment_timeout", now);
-            },
-            tx,
+        try {
+          const result = await this.transaction((tx) =>
+            this.orders.update(tx, id, (order) => order.expireIfOverdue(now)),
           );
-          if (result === null || !result.changed) return false;
-          const state = result.order.toState();
-          await tx.publish({
-            type: "order.cancelled",
-            aggregateType: "order",
-            aggregateId: _id,
-            payload: {
-              orderId: _id,
-              customerId: state.customerId,
-              reason: "payment_timeout",
-              previousStatus: "PENDING_PAYMENT",
-              total: state.total,
-            },
-          });
-          return true;
-        });
-        if (done) cancelled += 1;
+          if (result?.outcome.changed === true) cancelled += 1;
+        } catch (err) {
+          // changed by someone else meanwhile: whatever it is now, it is no longer this sweep's
+          if ((err as { code?: unknown }).code !== "ORDER_CONFLICT") throw err;
+        }
       }
       if (cancelled > 0) this.logger.info(`cancelled ${cancelled} order(s) unpaid past their deadline`);
       return cancelled;
+    },
+
+    /** A message the order tolerated: said in the log, louder when money must go back. */
+    noteUnchanged(what: string, orderId: string, outcome: OrderOutcome): void {
+      if (outcome.changed) return;
+      const line = `${what} for ${orderId}: nothing to do (${outcome.code}: ${outcome.reason})`;
+      if (outcome.code === "PAID_BY_ANOTHER_PAYMENT") this.logger.warn(line);
+      else if (outcome.refundDue) this.logger.info(line);
+      else this.logger.debug(line);
     },
   },
 
   // ── lifecycle ──────────────────────────────────────────────────────────
   created() {
+    // built now, not in started(): the inbox may deliver before this service's started() runs
+    this.orders = new OrderRepository(() => this.store);
     this.sweeper = undefined;
   },
 
   async started() {
-    const store = await infrastructureOf(this.broker).store(this.name);
-    await store.createIndex(ORDERS, {
-      name: "customer_idempotency_key",
-      keys: { customerId: 1, idempotencyKey: 1 },
-      unique: true,
-    });
-    await store.createIndex(ORDERS, { name: "customer_created", keys: { customerId: 1, createdAt: -1 } });
-    await store.createIndex(ORDERS, { name: "status_due", keys: { status: 1, paymentDueAt: 1 } });
+    await this.orders.prepare();
     this.sweeper = new PeriodicTask({
       what: "sweeping unpaid orders",
       intervalMs: this.settings.sweepIntervalMs,
@@ -492,52 +327,12 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
   },
 };
 
-/** One order through moleculer-db's adapter (the store port underneath). */
-async function findById(service: OrdersThis, id: string): Promise<OrderDoc | null> {
-  const found = (await service.adapter.findById(id)) as OrderDoc | null | undefined;
-  return found ?? null;
-}
-
 /** The order id for (customer, idempotency key): a retried request always meets its own reservation and order. */
 function orderIdFor(customerId: string, key: string): string {
   const hex = createHash("sha256").update(`${customerId}\u0000${key}`).digest("hex");
   // RFC 9562 layout, version 8 (custom), variant 10
   const variant = ((parseInt(hex.slice(16, 17), 16) & 0x3) | 0x8).toString(16);
   return `${hex.slice(0, 8)}-${hex.slice(8, 12)}-8${hex.slice(13, 16)}-${variant}${hex.slice(17, 20)}-${hex.slice(20, 32)}`;
-}
-
-function docOf(state: OrderState, idempotencyKey: string): OrderDoc {
-  const { id, ...rest } = state;
-  return { _id: id, ...rest, idempotencyKey } as OrderDoc;
-}
-
-/** Everything but `_id`, for a `$set`. */
-function fieldsOf(doc: OrderDoc): Omit<OrderDoc, "_id"> {
-  const { _id, ...fields } = doc;
-  return fields;
-}
-
-function stateOf(doc: OrderDoc): OrderState {
-  const { _id, idempotencyKey: _key, ...rest } = doc;
-  return { id: _id, ...rest } as OrderState;
-}
-
-function viewOf(doc: OrderDoc): OrderView {
-  const state = stateOf(doc);
-  return {
-    id: state.id,
-    customerId: state.customerId,
-    status: state.status,
-    items: state.items.map((line) => ({ ...line })),
-    total: state.total,
-    paymentMethod: state.paymentMethod,
-    paymentDueAt: state.paymentDueAt,
-    ...(state.paymentId === undefined ? {} : { paymentId: state.paymentId }),
-    ...(state.cancelReason === undefined ? {} : { cancelReason: state.cancelReason }),
-    statusHistory: state.statusHistory,
-    createdAt: state.createdAt,
-    updatedAt: state.updatedAt,
-  };
 }
 
 /** Whose orders a caller may list: a customer only their own; an admin anyone's; internal calls must say. */
