@@ -9,6 +9,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ServiceBroker, type Context } from "moleculer";
 import { createBrokerOptions } from "../../moleculer.config";
+import { ManualClock } from "../../lib/clock";
 import { loadConfig } from "../../lib/config";
 import type { EventBus } from "../../lib/bus/bus.port";
 import { infrastructureOf } from "../../lib/infrastructure";
@@ -28,6 +29,8 @@ describe("orders service", () => {
   let broker: ServiceBroker;
   let bus: EventBus;
   let ordersStore: DocumentStore;
+  /** The time every service of the broker reads: tests move it instead of writing deadlines into the store. */
+  let clock: ManualClock;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), "ordermesh-orders-"));
@@ -38,7 +41,8 @@ describe("orders service", () => {
       SEED_DEMO: "false",
       ORDER_PAYMENT_TIMEOUT: "1h",
     });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
+    clock = new ManualClock();
+    broker = new ServiceBroker({ ...createBrokerOptions(config, {}, { clock }), logger: false });
     broker.createService({
       ...OrdersService,
       settings: { ...OrdersService.settings, sweepIntervalMs: 3_600_000 },
@@ -117,6 +121,15 @@ describe("orders service", () => {
     });
   }
 
+  /** Deliveries of `type` the orders inbox has handled to the end (duplicates not counted). */
+  async function handled(type: string): Promise<number> {
+    const stats = await call<{ subscriptions: Record<string, { processed: number }> }>(
+      "orders.inboxStats",
+      {},
+    );
+    return stats.subscriptions[type]?.processed ?? 0;
+  }
+
   async function statusOf(order: OrderView): Promise<string> {
     return (await call<OrderView>("orders.getOrder", { id: order.id })).status;
   }
@@ -132,6 +145,9 @@ describe("orders service", () => {
       paymentMethod: "pm_card_visa",
     });
     expect(order.statusHistory).toEqual([{ status: "PENDING_PAYMENT", at: order.createdAt }]);
+    // placed at the broker's clock, due an hour later (ORDER_PAYMENT_TIMEOUT)
+    expect(order.createdAt).toBe(new Date(clock.now()).toISOString());
+    expect(order.paymentDueAt).toBe(new Date(clock.now() + 3_600_000).toISOString());
     const [event] = await published("order.created", order.id);
     expect(event?.payload).toMatchObject({ orderId: order.id, customerId: "alice", total: order.total });
     expect(await stock("MUG")).toMatchObject({ available: 8, reserved: 2 });
@@ -239,7 +255,11 @@ describe("orders service", () => {
   it("shows a customer only their own orders (someone else's is ORDER_NOT_FOUND) and pages by cursor", async () => {
     await aProduct("MUG", 100);
     const mine: OrderView[] = [];
-    for (let i = 0; i < 5; i++) mine.push(await place(customer("hank"), [{ sku: "MUG", quantity: 1 }]));
+    // a second apart: newest first is then the reverse of the order they were placed in
+    for (let i = 0; i < 5; i++) {
+      clock.advance(1000);
+      mine.push(await place(customer("hank"), [{ sku: "MUG", quantity: 1 }]));
+    }
     const theirs = await place(customer("ivan"), [{ sku: "MUG", quantity: 1 }]);
 
     await expect(
@@ -285,6 +305,8 @@ describe("orders service", () => {
     send(captured(order, "another-payment")); // a second capture for the same order: no second order.paid
     await waitFor("order paid", async () => (await statusOf(order)) === "PAID");
     await waitFor("inventory committed", async () => (await stock("MUG")).sold === 1);
+    // both captures handled (the repeated delivery of the first is a duplicate at most)
+    await waitFor("both captures handled", async () => (await handled("payment.captured")) >= 2);
     const paid = await published("order.paid", order.id);
     expect(paid).toHaveLength(1);
     expect(paid[0]?.payload).toMatchObject({
@@ -309,13 +331,7 @@ describe("orders service", () => {
     const order = await place(customer("leo"), [{ sku: "MUG", quantity: 1 }]);
     await call("orders.cancel", { id: order.id }, { user: customer("leo") });
     send(captured(order));
-    await waitFor("capture handled", async () => {
-      const stats = await call<{ subscriptions: Record<string, { processed: number }> }>(
-        "orders.inboxStats",
-        {},
-      );
-      return (stats.subscriptions["payment.captured"]?.processed ?? 0) >= 1;
-    });
+    await waitFor("capture handled", async () => (await handled("payment.captured")) >= 1);
     expect(await statusOf(order)).toBe("CANCELLED");
     expect(await published("order.paid", order.id)).toHaveLength(0);
   });
@@ -355,11 +371,11 @@ describe("orders service", () => {
 
   it("the sweeper cancels unpaid orders past their deadline, once, even when two sweeps race", async () => {
     await aProduct("MUG", 10);
+    // payment timeout 1 h: the first order is a second past its deadline, the second half-way to it
     const overdue = await place(customer("olga"), [{ sku: "MUG", quantity: 1 }]);
+    clock.advance(30 * 60_000 + 1000);
     const fresh = await place(customer("olga"), [{ sku: "MUG", quantity: 1 }]);
-    await ordersStore
-      .collection("orders")
-      .updateOne({ _id: overdue.id }, { $set: { paymentDueAt: new Date(Date.now() - 1000).toISOString() } });
+    clock.advance(30 * 60_000);
 
     const [a, b] = await Promise.all([
       call<{ cancelled: number }>("orders.sweep", {}),
@@ -379,18 +395,17 @@ describe("orders service", () => {
     expect(service.settings.sweepIntervalMs).toBeGreaterThan(0);
     await aProduct("MUG", 10);
     const order = await place(customer("pat"), [{ sku: "MUG", quantity: 1 }]);
-    await ordersStore
-      .collection("orders")
-      .updateOne({ _id: order.id }, { $set: { paymentDueAt: new Date(Date.now() - 1000).toISOString() } });
     await broker.stop();
-    // a broker whose sweeper runs every 100 ms, on the same data
+    // past the order's deadline (payment timeout 1 h) before the next broker starts
+    clock.advance(60 * 60_000 + 1000);
+    // a broker whose sweeper runs every 100 ms, on the same data and the same clock
     const config = loadConfig({
       DATA_DIR: dir,
       LOG_LEVEL: "fatal",
       SERVICES: "orders,inventory",
       SEED_DEMO: "false",
     });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
+    broker = new ServiceBroker({ ...createBrokerOptions(config, {}, { clock }), logger: false });
     broker.createService({ ...OrdersService, settings: { ...OrdersService.settings, sweepIntervalMs: 100 } });
     broker.createService(InventoryService);
     await broker.start();
