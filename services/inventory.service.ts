@@ -14,6 +14,7 @@
  */
 import DbService from "moleculer-db";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
+import { DEMO_CATALOG } from "../lib/catalog/demo-catalog";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
 import { PeriodicTask } from "../lib/periodic-task";
@@ -25,7 +26,6 @@ import { InboxMixin, type WithSubscriptions } from "../mixins/inbox.mixin";
 import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastructure.mixin";
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import {
-  DEMO_CATALOG,
   INVENTORY_LIMITS,
   RESERVATION_STATUSES,
   RESERVATION_TRANSITIONS,

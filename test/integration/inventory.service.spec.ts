@@ -15,7 +15,8 @@ import { infrastructureOf } from "../../lib/infrastructure";
 import { buildEnvelope, encodeEnvelope } from "../../lib/outbox/outbox";
 import type { Doc, DocumentStore } from "../../lib/store/store.port";
 import { subjectOf, type EventEnvelope, type EventType, type PayloadOf } from "../../models/events";
-import { DEMO_CATALOG, type ReservationLine, type ReservationStatus } from "../../models/inventory";
+import { DEMO_CATALOG } from "../../lib/catalog/demo-catalog";
+import type { ReservationLine, ReservationStatus } from "../../models/inventory";
 import InventoryService, {
   type ProductAdminView,
   type ProductView,

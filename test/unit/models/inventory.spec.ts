@@ -1,9 +1,7 @@
 import fc from "fast-check";
 import {
-  DEMO_CATALOG,
   INVENTORY_LIMITS,
   RESERVATION_STATUSES,
-  SKU_PATTERN,
   applyMove,
   canTransition,
   checkRequest,
@@ -24,7 +22,6 @@ import {
   type Stock,
   type StockMove,
 } from "../../../models/inventory";
-import { CURRENCY_EXPONENTS } from "../../../models/money";
 
 const stock = (available: number, reserved = 0, sold = 0): Stock => ({
   available,
@@ -254,23 +251,6 @@ describe("inventory model", () => {
       const now = new Date("2026-11-20T10:00:00.000Z");
       expect(holdDeadline(now, 15 * 60_000).toISOString()).toBe("2026-11-20T10:15:00.000Z");
       expect(() => holdDeadline(now, 0)).toThrow(expect.objectContaining({ code: "INVALID_QUANTITY" }));
-    });
-  });
-
-  describe("demo catalog", () => {
-    it("has a dozen valid products in USD, EUR and JPY, one of them scarce", () => {
-      expect(DEMO_CATALOG).toHaveLength(12);
-      expect(new Set(DEMO_CATALOG.map((p) => p.sku)).size).toBe(DEMO_CATALOG.length);
-      for (const product of DEMO_CATALOG) {
-        expect(product.sku).toMatch(SKU_PATTERN);
-        expect(product.name.length).toBeGreaterThan(0);
-        expect(Number.isSafeInteger(product.price.minor) && product.price.minor > 0).toBe(true);
-        expect(Object.keys(CURRENCY_EXPONENTS)).toContain(product.price.currency);
-        expect(Number.isSafeInteger(product.quantity) && product.quantity > 0).toBe(true);
-      }
-      expect(new Set(DEMO_CATALOG.map((p) => p.price.currency))).toEqual(new Set(["USD", "EUR", "JPY"]));
-      expect(DEMO_CATALOG.filter((p) => p.quantity < 10)).toHaveLength(1);
-      expect(DEMO_CATALOG.filter((p) => p.quantity >= 20 && p.quantity <= 200)).toHaveLength(11);
     });
   });
 });
