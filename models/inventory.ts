@@ -12,7 +12,10 @@
  *   committed → released          (a paid order cancelled before shipping: units back on sale)
  *   released → bound              (order.created after the hold expired, when stock allows)
  *
- * Pure TypeScript: the service maps each move to a conditional store update (docs/inventory.md).
+ * The decisions that move a reservation (on reserve, order events and hold expiry) are the
+ * `Reservation` aggregate's, in models/reservation.ts. Pure TypeScript: the product repository
+ * (lib/repositories/product.repository.ts) writes each move as one update guarded by `moveGuard`
+ * with the increments of `moveIncrements` (docs/inventory.md).
  */
 import type { Money } from "./money";
 
@@ -54,7 +57,22 @@ export const STOCK_MOVES: Readonly<Record<StockMove, { from: StockCounter | null
 };
 
 export type InventoryErrorCode =
-  "INSUFFICIENT_STOCK" | "INVALID_QUANTITY" | "INVALID_RESERVATION" | "ILLEGAL_RESERVATION_TRANSITION";
+  | "INSUFFICIENT_STOCK"
+  | "INVALID_QUANTITY"
+  | "INVALID_RESERVATION"
+  | "ILLEGAL_RESERVATION_TRANSITION"
+  /** A requested SKU has no stock record. */
+  | "UNKNOWN_SKU"
+  /** Some line cannot be served; `details.items` lists every short line. */
+  | "OUT_OF_STOCK"
+  /** The order already holds a reservation for other items. */
+  | "RESERVATION_MISMATCH"
+  /** The reservation was released: it cannot be reserved again by request, nor committed. */
+  | "RESERVATION_RELEASED"
+  /** The reservation was committed: the release action refuses it. */
+  | "RESERVATION_COMMITTED"
+  /** The hold has not run out yet. */
+  | "HOLD_NOT_EXPIRED";
 
 /** A stock or reservation rule was broken; `code` is stable across process boundaries. */
 export class InventoryError extends Error {
@@ -104,6 +122,20 @@ export function applyMove(stock: Stock, move: StockMove, n: number): Stock {
       },
     );
   return next;
+}
+
+/** No units at all: a product just created. */
+export function emptyStock(): Stock {
+  return { available: 0, reserved: 0, sold: 0, received: 0 };
+}
+
+/**
+ * The guard of `move` of `n` units: the counter that must hold at least `n` (a store's filter
+ * `{ [counter]: { $gte: atLeast } }`), or null for a restock, which takes from no counter.
+ */
+export function moveGuard(move: StockMove, n: number): { counter: StockCounter; atLeast: number } | null {
+  const { from } = STOCK_MOVES[move];
+  return from === null ? null : { counter: from, atLeast: n };
 }
 
 /** The counter changes of `move` of `n` units, as increments (a store's `$inc`). */
@@ -202,6 +234,11 @@ export interface RequestedLine {
 /** A reserved line with the unit price it was reserved at. */
 export interface ReservationLine extends RequestedLine {
   readonly unitPrice: Money;
+}
+
+/** A product's counters and its current price, as a reservation reads them. */
+export interface PricedStock extends Stock {
+  readonly price: Money;
 }
 
 /** A line that cannot be served. */

@@ -6,8 +6,10 @@ import {
   canTransition,
   checkRequest,
   commit,
+  emptyStock,
   holdDeadline,
   initialStock,
+  moveGuard,
   moveIncrements,
   nextStatus,
   planReservation,
@@ -84,6 +86,22 @@ describe("inventory model", () => {
         for (const [counter, delta] of Object.entries(moveIncrements(move, 3)))
           after[counter] = (after[counter] ?? Number.NaN) + delta;
         expect(after).toEqual(applyMove(before, move, 3));
+      }
+    });
+
+    it("guards each move by its source counter, exactly where the pure function refuses it", () => {
+      expect(moveGuard("reserve", 3)).toEqual({ counter: "available", atLeast: 3 });
+      expect(moveGuard("restock", 3)).toBeNull();
+      for (const move of ["reserve", "release", "commit", "restock", "returnSold"] as StockMove[]) {
+        for (const before of [stock(2, 2, 2), stock(3, 3, 3), emptyStock()]) {
+          const guard = moveGuard(move, 3);
+          const allowed = guard === null || before[guard.counter] >= guard.atLeast;
+          if (allowed) expect(stockInvariantHolds(applyMove(before, move, 3))).toBe(true);
+          else
+            expect(() => applyMove(before, move, 3)).toThrow(
+              expect.objectContaining({ code: "INSUFFICIENT_STOCK" }),
+            );
+        }
       }
     });
 
