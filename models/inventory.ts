@@ -241,6 +241,72 @@ export interface PricedStock extends Stock {
   readonly price: Money;
 }
 
+/** A product of the catalog with its stock counters. */
+export interface Product extends PricedStock {
+  readonly sku: string;
+  readonly name: string;
+  readonly createdAt: Date;
+  readonly updatedAt: Date;
+}
+
+/** A product as anyone sees it: price and availability. */
+export interface ProductView {
+  sku: string;
+  name: string;
+  price: Money;
+  available: number;
+}
+
+/** A product as an admin sees it: every counter. */
+export interface ProductAdminView extends ProductView {
+  reserved: number;
+  sold: number;
+  received: number;
+  createdAt: string;
+  updatedAt: string;
+}
+
+export function productViewOf(p: Product): ProductView {
+  return { sku: p.sku, name: p.name, price: { ...p.price }, available: p.available };
+}
+
+export function productAdminViewOf(p: Product): ProductAdminView {
+  return {
+    ...productViewOf(p),
+    reserved: p.reserved,
+    sold: p.sold,
+    received: p.received,
+    createdAt: p.createdAt.toISOString(),
+    updatedAt: p.updatedAt.toISOString(),
+  };
+}
+
+/** Every SKU's counters and whether the invariant holds for each (tests, the REPL). */
+export interface StockReport {
+  products: (Stock & { sku: string; invariantHolds: boolean })[];
+  invariantHolds: boolean;
+  reservations: Record<ReservationStatus, number>;
+  /** Orders created after their hold expired whose stock could not be reserved again. */
+  unfulfilled: number;
+}
+
+/** The stock report of these products and reservation counts. */
+export function stockReportOf(
+  products: readonly (Stock & { sku: string })[],
+  reservations: { byStatus: Record<ReservationStatus, number>; unfulfilled: number },
+): StockReport {
+  const lines = products.map(({ sku, available, reserved, sold, received }) => {
+    const stock = { available, reserved, sold, received };
+    return { sku, ...stock, invariantHolds: stockInvariantHolds(stock) };
+  });
+  return {
+    products: lines,
+    invariantHolds: lines.every((line) => line.invariantHolds),
+    reservations: { ...reservations.byStatus },
+    unfulfilled: reservations.unfulfilled,
+  };
+}
+
 /** A line that cannot be served. */
 export interface Shortfall {
   readonly sku: string;

@@ -98,6 +98,13 @@ export interface ReservationDecision<O extends string = string> {
   readonly events: readonly ReservationEvent[];
 }
 
+/** A reservation as `reserve` answers it. */
+export interface ReservationView {
+  orderId: string;
+  status: ReservationStatus;
+  items: ReservationLine[];
+}
+
 /** A reservation just made, and the decision that made it (to be added, not saved). */
 export interface NewReservation<O extends string> {
   readonly reservation: Reservation;
@@ -214,7 +221,7 @@ export class Reservation {
 
   /** Rebuild from a stored snapshot. */
   static fromState(state: ReservationState): Reservation {
-    return new Reservation(structuredClone(state));
+    return new Reservation(copyOf(state));
   }
 
   get orderId(): string {
@@ -234,9 +241,15 @@ export class Reservation {
     return this.state.unfulfilled !== undefined;
   }
 
+  /** What `reserve` answers. */
+  toView(): ReservationView {
+    const { orderId, status, lines } = this.toState();
+    return { orderId, status, items: [...lines] };
+  }
+
   /** A copy of the current snapshot. */
   toState(): ReservationState {
-    return structuredClone(this.state);
+    return copyOf(this.state);
   }
 
   /**
@@ -415,6 +428,19 @@ function outOfStock(shortfalls: readonly Shortfall[]): InventoryError {
       items: shortfalls.map(({ sku, requested, available }) => ({ sku, requested, available })),
     },
   );
+}
+
+/**
+ * A deep copy with Dates as Dates of this realm (`structuredClone` makes them in the host's realm,
+ * which a store running in a test's sandbox refuses to take for Dates).
+ */
+function copyOf<T>(value: T): T {
+  if (Object.prototype.toString.call(value) === "[object Date]")
+    return new Date((value as Date).getTime()) as T;
+  if (Array.isArray(value)) return value.map((item: unknown) => copyOf(item)) as T;
+  if (typeof value === "object" && value !== null)
+    return Object.fromEntries(Object.entries(value).map(([key, item]) => [key, copyOf(item)])) as T;
+  return value;
 }
 
 function decided<O extends string>(outcome: O, moves: readonly StockChange[]): ReservationDecision<O> {

@@ -1,117 +1,54 @@
 /**
  * inventory service: stock per SKU and the reservations of orders (DESIGN §4, docs/inventory.md).
- * Per SKU, always: available + reserved + sold = received. The rules live in models/inventory.ts;
- * here each stock move is a guarded conditional update (`{ _id: sku, available: { $gte: n } }`), and
- * every change of a reservation and its stock commits in one store transaction.
+ * The rules are the model's: stock moves in models/inventory.ts, the reservation decisions in
+ * models/reservation.ts. The repositories (lib/repositories/product.repository.ts and
+ * reservation.repository.ts) write a decision, its guarded stock moves and its events in one store
+ * transaction. Here: validate, translate each call or event into a decision, map the result.
  *
  * - `reserve` holds all lines of an order or none, idempotent by order id; the hold expires after
  *   `holdTtlMs` unless `order.created` binds it. A sweeper releases expired holds.
  * - The inbox binds (`order.created`), commits (`order.paid`) and releases (`order.cancelled`).
  * - Reads: moleculer-db's `list` / `get` over the `products` collection (store adapter underneath),
- *   `getProduct`, `stockReport`. Admin writes: `upsert`, `restock`.
+ *   `listProducts`, `getProduct` (every counter for an admin), `stockReport`. Admin writes: `upsert`,
+ *   `restock`.
  *
  * Settings (tests shorten them): `holdTtlMs` (default 15 min), `sweepIntervalMs` (5 s), `sweepBatch`.
+ * Time comes from `this.clock`.
  */
 import DbService from "moleculer-db";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { DEMO_CATALOG } from "../lib/catalog/demo-catalog";
+import { dateOf } from "../lib/clock";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
 import { PeriodicTask } from "../lib/periodic-task";
-import type { OutboxTransaction } from "../lib/outbox/outbox";
 import { isAdmin, principalOf } from "../lib/principal";
+import { PRODUCTS_COLLECTION, ProductRepository } from "../lib/repositories/product.repository";
+import { ReservationRepository } from "../lib/repositories/reservation.repository";
 import { storeDbAdapter } from "../lib/store/db-service.adapter";
-import type { Doc, Filter, Transaction } from "../lib/store/store.port";
 import { InboxMixin, type WithSubscriptions } from "../mixins/inbox.mixin";
 import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastructure.mixin";
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import {
   INVENTORY_LIMITS,
-  RESERVATION_STATUSES,
-  RESERVATION_TRANSITIONS,
   SKU_PATTERN,
-  STOCK_MOVES,
   applyMove,
-  canTransition,
   checkRequest,
-  holdDeadline,
-  initialStock,
-  moveIncrements,
-  nextStatus,
-  planReservation,
-  sameRequest,
-  stockInvariantHolds,
+  productAdminViewOf,
+  productViewOf,
+  stockReportOf,
+  type InventoryErrorCode,
+  type ProductAdminView,
+  type ProductView,
   type RequestedLine,
   type ReservationLine,
   type ReservationStatus,
-  type ReservationTransition,
-  type Shortfall,
-  type Stock,
-  type StockMove,
+  type StockReport,
 } from "../models/inventory";
 import { money, type Money } from "../models/money";
+import { Reservation, type OrderCreatedOutcome, type ReservationView } from "../models/reservation";
 
 const { MoleculerClientError, MoleculerError, MoleculerRetryableError } = Errors;
-
-/** Collections of the inventory store. */
-const PRODUCTS = "products";
-const RESERVATIONS = "reservations";
-
-/** A product and its stock counters; `_id` is the SKU. */
-interface ProductDoc extends Doc, Stock {
-  sku: string;
-  name: string;
-  price: Money;
-  createdAt: Date;
-  updatedAt: Date;
-}
-
-/** Why a reservation was released. */
-type ReleaseReason = "released" | "expired" | "order_cancelled";
-
-/** The reservation of one order; `_id` is the order id. */
-interface ReservationDoc extends Doc {
-  orderId: string;
-  lines: ReservationLine[];
-  status: ReservationStatus;
-  /** A `held` reservation is released by the sweeper after this. */
-  holdUntil: Date;
-  customerId?: string;
-  releaseReason?: ReleaseReason;
-  /** `order.cancelled` was seen: an `order.created` arriving later must not reserve again. */
-  orderCancelledAt?: Date;
-  /** `order.created` met a released hold and the stock could not serve it again. */
-  unfulfilled?: { at: Date; shortfalls: Shortfall[] };
-  createdAt: Date;
-  updatedAt: Date;
-  boundAt?: Date;
-  committedAt?: Date;
-  releasedAt?: Date;
-}
-
-/** A product as anyone sees it. */
-export interface ProductView {
-  sku: string;
-  name: string;
-  price: Money;
-  available: number;
-}
-
-/** A product as an admin sees it: every counter. */
-export interface ProductAdminView extends ProductView {
-  reserved: number;
-  sold: number;
-  received: number;
-  createdAt: string;
-  updatedAt: string;
-}
-
-/** What `reserve` answers. */
-export interface ReservationView {
-  orderId: string;
-  status: ReservationStatus;
-  items: ReservationLine[];
-}
 
 /** What `release` and `commit` answer; `none` when `release` found no reservation. */
 export interface ReservationStatusView {
@@ -119,14 +56,12 @@ export interface ReservationStatusView {
   status: ReservationStatus | "none";
 }
 
-/** Every SKU's counters and whether the invariant holds (tests, the REPL). */
-export interface StockReport {
-  products: (Stock & { sku: string; invariantHolds: boolean })[];
-  invariantHolds: boolean;
-  reservations: Record<ReservationStatus, number>;
-  /** Orders created after their hold expired whose stock could not be reserved again. */
-  unfulfilled: number;
-}
+export type { ProductAdminView, ProductView, StockReport } from "../models/inventory";
+export type { ReservationView } from "../models/reservation";
+
+/** The fields of the public view, and of the admin view (the most `list` and `get` may show). */
+const PUBLIC_FIELDS = ["sku", "name", "price", "available"];
+const ADMIN_FIELDS = [...PUBLIC_FIELDS, "reserved", "sold", "received", "createdAt", "updatedAt"];
 
 interface InventorySettings {
   idField: string;
@@ -142,15 +77,14 @@ interface InventorySettings {
 }
 
 interface InventoryVars {
+  products: ProductRepository;
+  reservations: ReservationRepository;
   sweeper: PeriodicTask | undefined;
 }
 
 interface InventoryMethods {
   reserveStock(ctx: Context<ReserveParams>): Promise<ReservationView>;
-  settleReservation(
-    ctx: Context<{ orderId: string }>,
-    transition: "release" | "commit",
-  ): Promise<ReservationStatusView>;
+  settle(ctx: Context<{ orderId: string }>, command: "release" | "commit"): Promise<ReservationStatusView>;
   sweepExpiredHolds(): Promise<number>;
   seedDemoCatalog(): Promise<void>;
 }
@@ -179,13 +113,13 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     OutboxMixin(),
     InboxMixin(),
   ],
-  adapter: storeDbAdapter(PRODUCTS),
+  adapter: storeDbAdapter(PRODUCTS_COLLECTION),
 
   // ── settings ───────────────────────────────────────────────────────────
   settings: {
     idField: "sku",
-    // what `list` and `get` show anyone; admins see the counters through getProduct and stockReport
-    fields: ["sku", "name", "price", "available"],
+    // the most `list` and `get` may show; a hook narrows it to the public view but for admins
+    fields: ADMIN_FIELDS,
     pageSize: 20,
     maxPageSize: 100,
     holdTtlMs: 15 * 60_000,
@@ -203,8 +137,8 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     find: false,
     count: false,
     // writes bypass moleculer-db, which therefore never clears its cache: read uncached
-    list: { visibility: "public", cache: false },
-    get: { visibility: "public", cache: false },
+    list: { visibility: "public", cache: false, hooks: { before: visibleFields } },
+    get: { visibility: "public", cache: false, hooks: { before: visibleFields } },
 
     /** Reserve every line for an order, or none. Idempotent by `orderId`. */
     reserve: {
@@ -234,7 +168,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       visibility: "public",
       params: { orderId: ORDER_ID_PARAM },
       handler(ctx: Context<{ orderId: string }>): Promise<ReservationStatusView> {
-        return this.settleReservation(ctx, "release");
+        return this.settle(ctx, "release");
       },
     },
 
@@ -243,7 +177,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       visibility: "public",
       params: { orderId: ORDER_ID_PARAM },
       handler(ctx: Context<{ orderId: string }>): Promise<ReservationStatusView> {
-        return this.settleReservation(ctx, "commit");
+        return this.settle(ctx, "commit");
       },
     },
 
@@ -269,22 +203,9 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
         const price = priceOf(ctx.params.price);
         // MongoDB: two upserts of a new SKU at once; the loser's second attempt updates
         const product = await onceMoreOnDuplicate(() =>
-          this.transaction(async (tx) => {
-            const now = new Date();
-            const products = tx.collection<ProductDoc>(PRODUCTS);
-            await products.updateOne(
-              { _id: sku },
-              {
-                $set: { name, price, updatedAt: now },
-                $setOnInsert: { sku, ...noStock(), createdAt: now },
-              },
-              { upsert: true },
-            );
-            return products.findOne({ _id: sku });
-          }, ctx),
+          this.transaction((tx) => this.products.upsert(tx, { sku, name, price }, dateOf(this.clock)), ctx),
         );
-        if (product === null) throw new Error(`product ${sku} vanished after its upsert`);
-        return adminViewOf(product);
+        return productAdminViewOf(product);
       },
     },
 
@@ -298,16 +219,17 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       async handler(ctx: Context<{ sku: string; quantity: number }>): Promise<ProductAdminView> {
         requireAdmin(ctx);
         const { sku, quantity } = ctx.params;
-        const product = await this.transaction(async (tx) => {
-          const products = tx.collection<ProductDoc>(PRODUCTS);
-          const current = await products.findOne({ _id: sku });
-          if (current === null) return null;
-          checked(() => applyMove(current, "restock", quantity)); // the model's rules, before the write
-          await moveLinesOrThrow(tx, [{ sku, quantity }], "restock", new Date());
-          return products.findOne({ _id: sku });
-        }, ctx);
+        const product = await callerErrors(() =>
+          this.transaction(async (tx) => {
+            const current = await this.products.find(tx, sku);
+            if (current === null) return null;
+            applyMove(current, "restock", quantity); // the model's rules, before the write
+            await this.products.applyMoves(tx, [{ sku, move: "restock", quantity }], dateOf(this.clock));
+            return this.products.find(tx, sku);
+          }, ctx),
+        );
         if (product === null) throw productNotFound(sku);
-        return adminViewOf(product);
+        return productAdminViewOf(product);
       },
     },
 
@@ -316,13 +238,16 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       visibility: "public",
       params: { sku: SKU_PARAM },
       async handler(ctx: Context<{ sku: string }>): Promise<ProductView | ProductAdminView> {
-        const product = await this.store.collection<ProductDoc>(PRODUCTS).findOne({ _id: ctx.params.sku });
+        const product = await this.products.find(this.store, ctx.params.sku);
         if (product === null) throw productNotFound(ctx.params.sku);
-        return isAdmin(principalOf(ctx)) ? adminViewOf(product) : viewOf(product);
+        return isAdmin(principalOf(ctx)) ? productAdminViewOf(product) : productViewOf(product);
       },
     },
 
-    /** The catalog by page (moleculer-db's `list`): `{ rows, total, page, pageSize, totalPages }`. */
+    /**
+     * The catalog by page (moleculer-db's `list`): `{ rows, total, page, pageSize, totalPages }`,
+     * rows in the public view, or with every counter for an admin.
+     */
     listProducts: {
       visibility: "public",
       params: {
@@ -331,15 +256,21 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
         sort: { type: "string", optional: true },
         search: { type: "string", max: 200, optional: true },
       },
-      handler(ctx: Context<Record<string, unknown>>): Promise<unknown> {
+      async handler(ctx: Context<Record<string, unknown>>): Promise<unknown> {
         const { page, pageSize, sort, search } = ctx.params;
+        const admin = isAdmin(principalOf(ctx));
         const params = {
           ...(page === undefined ? {} : { page }),
           ...(pageSize === undefined ? {} : { pageSize }),
           ...(sort === undefined ? {} : { sort }),
           ...(search === undefined ? {} : { search, searchFields: ["sku", "name"] }),
+          ...(admin ? { fields: ADMIN_FIELDS } : {}),
         };
-        return ctx.call(`${this.fullName}.list`, params);
+        const listed = await ctx.call<{ rows: Record<string, unknown>[] }, object>(
+          `${this.fullName}.list`,
+          params,
+        );
+        return admin ? { ...listed, rows: listed.rows.map(adminRowOf) } : listed;
       },
     },
 
@@ -347,27 +278,11 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     stockReport: {
       visibility: "public",
       async handler(): Promise<StockReport> {
-        const [products, reservations] = await Promise.all([
-          this.store.collection<ProductDoc>(PRODUCTS).find({}, { sort: { _id: 1 } }),
-          this.store
-            .collection<ReservationDoc>(RESERVATIONS)
-            .find({}, { projection: { status: 1, unfulfilled: 1 } }),
+        const [products, census] = await Promise.all([
+          this.products.all(this.store),
+          this.reservations.census(this.store),
         ]);
-        const lines = products.map((p) => {
-          const stock = stockOf(p);
-          return { sku: p._id, ...stock, invariantHolds: stockInvariantHolds(stock) };
-        });
-        const counts = Object.fromEntries(RESERVATION_STATUSES.map((s) => [s, 0])) as Record<
-          ReservationStatus,
-          number
-        >;
-        for (const r of reservations) counts[r.status] += 1;
-        return {
-          products: lines,
-          invariantHolds: lines.every((l) => l.invariantHolds),
-          reservations: counts,
-          unfulfilled: reservations.filter((r) => r.unfulfilled !== undefined).length,
-        };
+        return stockReportOf(products, census);
       },
     },
   },
@@ -378,52 +293,41 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       /** The order exists: bind its hold; a hold released before the event arrived is reserved again. */
       async handler(event, tx) {
         const { orderId, customerId, items } = event.payload;
-        const now = new Date();
-        const found = await tx.collection<ReservationDoc>(RESERVATIONS).findOne({ _id: orderId });
-        if (found !== null && found.status !== "released") {
-          if (!canTransition(found.status, "bind")) {
-            this.logger.debug(`order.created for ${orderId}: reservation already ${found.status}`);
-            return;
-          }
-          await transitionReservation(tx, found, "bind", now, { customerId });
-          return;
+        const now = dateOf(this.clock);
+        const found = await this.reservations.load(tx, orderId);
+        const lines = found?.linesToReserveAgain() ?? linesOfEvent(orderId, items);
+        const products = await this.products.findMany(
+          tx,
+          lines.map((line) => line.sku),
+        );
+        const command = { customerId, products, now };
+        let reservation: Reservation;
+        let outcome: OrderCreatedOutcome;
+        if (found === null) {
+          const made = Reservation.onOrderCreatedWithoutHold(orderId, lines, command);
+          ({ reservation } = made);
+          outcome = made.decision.outcome;
+          await this.reservations.add(tx, reservation, made.decision, now);
+        } else {
+          reservation = found;
+          const decision = found.onOrderCreated(command);
+          outcome = decision.outcome;
+          await this.reservations.save(tx, found, decision, now);
         }
-        if (found?.orderCancelledAt !== undefined) {
+        if (outcome === "unchanged")
+          this.logger.debug(`order.created for ${orderId}: reservation already ${reservation.status}`);
+        else if (outcome === "already_cancelled")
           this.logger.debug(`order.created for ${orderId}: the order was already cancelled`);
-          return;
-        }
-        // The hold expired (or was released) before the order's event arrived, or never existed.
-        const lines = found?.lines ?? linesOfEvent(orderId, items);
-        const shortfalls = await shortfallsOf(tx, lines);
-        if (shortfalls.length > 0) {
-          // Known gap: the order stays without stock; operators find it in stockReport.unfulfilled.
+        else if (outcome === "rebound")
+          this.logger.info(
+            `order ${orderId} arrived after its hold was released; its stock is reserved again`,
+          );
+        else if (outcome === "unfulfilled")
+          // known gap: the order stays without stock; operators find it in stockReport.unfulfilled
           this.logger.error(
             `order ${orderId} was created after its hold was released and the stock cannot serve it again`,
-            { orderId, shortfalls },
+            { orderId, shortfalls: reservation.toState().unfulfilled?.shortfalls },
           );
-          await recordUnfulfilled(tx, found, { orderId, customerId, lines, shortfalls, now });
-          return;
-        }
-        if (found === null) {
-          await moveLinesOrThrow(tx, lines, "reserve", now);
-          await tx.collection<ReservationDoc>(RESERVATIONS).insertOne({
-            _id: orderId,
-            orderId,
-            lines,
-            status: "bound",
-            holdUntil: now,
-            customerId,
-            createdAt: now,
-            updatedAt: now,
-            boundAt: now,
-          });
-        } else {
-          await transitionReservation(tx, found, "rebind", now, { customerId }, [
-            "releaseReason",
-            "releasedAt",
-          ]);
-        }
-        this.logger.info(`order ${orderId} arrived after its hold was released; its stock is reserved again`);
       },
     },
 
@@ -431,15 +335,18 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       /** Paid: the reserved units are sold. */
       async handler(event, tx) {
         const { orderId } = event.payload;
-        const found = await tx.collection<ReservationDoc>(RESERVATIONS).findOne({ _id: orderId });
-        if (found === null || !canTransition(found.status, "commit")) {
-          const state = found?.status ?? "missing";
-          if (found?.unfulfilled !== undefined)
-            this.logger.error(`order ${orderId} was paid but its stock could not be reserved`, { orderId });
-          else this.logger.debug(`order.paid for ${orderId}: reservation ${state}, nothing to commit`);
+        const now = dateOf(this.clock);
+        const found = await this.reservations.load(tx, orderId);
+        if (found === null) {
+          this.logger.debug(`order.paid for ${orderId}: reservation missing, nothing to commit`);
           return;
         }
-        await transitionReservation(tx, found, "commit", new Date());
+        const decision = found.onOrderPaid(now);
+        if (!decision.changed && found.isUnfulfilled)
+          this.logger.error(`order ${orderId} was paid but its stock could not be reserved`, { orderId });
+        else if (!decision.changed)
+          this.logger.debug(`order.paid for ${orderId}: reservation ${found.status}, nothing to commit`);
+        await this.reservations.save(tx, found, decision, now);
       },
     },
 
@@ -447,25 +354,16 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       /** Cancelled: held or bound units go back; units sold to a paid, never-shipped order too. */
       async handler(event, tx) {
         const { orderId } = event.payload;
-        const now = new Date();
-        const found = await tx.collection<ReservationDoc>(RESERVATIONS).findOne({ _id: orderId });
+        const now = dateOf(this.clock);
+        const found = await this.reservations.load(tx, orderId);
         if (found === null) {
           this.logger.debug(`order.cancelled for ${orderId}: no reservation`);
           return;
         }
-        const set = { orderCancelledAt: found.orderCancelledAt ?? now, releaseReason: "order_cancelled" };
-        if (canTransition(found.status, "release")) {
-          await transitionReservation(tx, found, "release", now, set);
-        } else if (canTransition(found.status, "restore")) {
-          await transitionReservation(tx, found, "restore", now, set);
-        } else if (found.orderCancelledAt === undefined) {
-          // already released: remember the cancellation so that a late order.created does not reserve
-          await tx
-            .collection<ReservationDoc>(RESERVATIONS)
-            .updateOne({ _id: orderId }, { $set: { orderCancelledAt: now, updatedAt: now } });
-        } else {
+        const decision = found.onOrderCancelled(now);
+        if (!decision.changed)
           this.logger.debug(`order.cancelled for ${orderId}: reservation already released`);
-        }
+        await this.reservations.save(tx, found, decision, now);
       },
     },
   },
@@ -474,105 +372,67 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
   methods: {
     async reserveStock(ctx: Context<ReserveParams>): Promise<ReservationView> {
       const { orderId } = ctx.params;
-      const requested = checked(() => checkRequest(ctx.params.items));
-      const holdTtlMs = this.settings.holdTtlMs;
+      const items = await callerErrors(async () => checkRequest(ctx.params.items));
       const attempt = (): Promise<ReservationView> =>
         this.transaction(async (tx) => {
-          const now = new Date();
-          const reservations = tx.collection<ReservationDoc>(RESERVATIONS);
-          const found = await reservations.findOne({ _id: orderId });
-          if (found !== null) return existingReservation(found, requested);
-          const products = await productsOf(tx, requested);
-          const plan = planReservation(stocksOf(products), requested);
-          if (plan.unknown.length > 0)
-            throw new MoleculerClientError(`unknown SKU: ${plan.unknown.join(", ")}`, 422, "UNKNOWN_SKU", {
-              skus: plan.unknown,
-            });
-          if (plan.shortfalls.length > 0) throw outOfStock(plan.shortfalls);
-          const failed = await moveLines(tx, requested, "reserve", now);
-          if (failed.length > 0)
-            throw new MoleculerRetryableError("stock changed during the reservation", 503, "STOCK_CHANGED", {
-              skus: failed,
-            });
-          const lines = requested.map(({ sku, quantity }) => ({
-            sku,
-            quantity,
-            unitPrice: (products.get(sku) as ProductDoc).price,
-          }));
-          await reservations.insertOne({
-            _id: orderId,
-            orderId,
-            lines,
-            status: "held",
-            holdUntil: holdDeadline(now, holdTtlMs),
-            createdAt: now,
-            updatedAt: now,
-          });
-          return { orderId, status: "held", items: lines };
+          const now = dateOf(this.clock);
+          const found = await this.reservations.load(tx, orderId);
+          if (found !== null) {
+            found.confirmRepeat(items);
+            return found.toView();
+          }
+          const products = await this.products.findMany(
+            tx,
+            items.map((line) => line.sku),
+          );
+          const holdTtlMs = this.settings.holdTtlMs;
+          const { reservation, decision } = Reservation.hold({ orderId, items, products, now, holdTtlMs });
+          await this.reservations.add(tx, reservation, decision, now);
+          return reservation.toView();
         }, ctx);
       // MongoDB: a concurrent reserve of the same order inserted first; the next attempt finds it
-      return onceMoreOnDuplicate(attempt);
+      return callerErrors(() => onceMoreOnDuplicate(attempt), "reserve");
     },
 
-    settleReservation(
-      ctx: Context<{ orderId: string }>,
-      transition: "release" | "commit",
-    ): Promise<ReservationStatusView> {
+    settle(ctx: Context<{ orderId: string }>, command: "release" | "commit"): Promise<ReservationStatusView> {
       const { orderId } = ctx.params;
-      return this.transaction(async (tx) => {
-        const found = await tx.collection<ReservationDoc>(RESERVATIONS).findOne({ _id: orderId });
-        if (found === null) {
-          if (transition === "release") return { orderId, status: "none" };
-          throw new MoleculerClientError(
-            `no reservation for order ${orderId}`,
-            404,
-            "RESERVATION_NOT_FOUND",
-            {
-              orderId,
-            },
-          );
-        }
-        const done = RESERVATION_TRANSITIONS[transition].to;
-        if (found.status === done) return { orderId, status: done };
-        if (!canTransition(found.status, transition)) {
-          const type = found.status === "committed" ? "RESERVATION_COMMITTED" : "RESERVATION_RELEASED";
-          throw new MoleculerClientError(
-            `the reservation of order ${orderId} is ${found.status}: it cannot ${transition}`,
-            409,
-            type,
-            { orderId, status: found.status },
-          );
-        }
-        const set = transition === "release" ? { releaseReason: "released" } : {};
-        const status = await transitionReservation(tx, found, transition, new Date(), set);
-        return { orderId, status };
-      }, ctx);
+      return callerErrors(() =>
+        this.transaction(async (tx): Promise<ReservationStatusView> => {
+          const now = dateOf(this.clock);
+          const found = await this.reservations.load(tx, orderId);
+          if (found === null) {
+            if (command === "release") return { orderId, status: "none" };
+            throw new MoleculerClientError(
+              `no reservation for order ${orderId}`,
+              404,
+              "RESERVATION_NOT_FOUND",
+              { orderId },
+            );
+          }
+          const decision = command === "release" ? found.release(now) : found.commit(now);
+          await this.reservations.save(tx, found, decision, now);
+          return { orderId, status: found.status };
+        }, ctx),
+      );
     },
 
-    /** Releases `held` reservations whose hold has passed; each in its own conditional transaction. */
+    /** Releases `held` reservations whose hold has passed; each in its own transaction. */
     async sweepExpiredHolds(): Promise<number> {
-      const cutoff = new Date();
-      const due = await this.store
-        .collection<ReservationDoc>(RESERVATIONS)
-        .find(
-          { status: "held", holdUntil: { $lt: cutoff } },
-          { sort: { holdUntil: 1 }, limit: this.settings.sweepBatch, projection: { _id: 1 } },
-        );
+      const due = await this.reservations.dueHolds(this.store, dateOf(this.clock), this.settings.sweepBatch);
       let released = 0;
-      for (const { _id } of due) {
+      for (const orderId of due) {
         try {
           const done = await this.transaction(async (tx) => {
+            const now = dateOf(this.clock);
+            const found = await this.reservations.load(tx, orderId);
             // another instance (or order.created) may have got there first
-            const found = await tx
-              .collection<ReservationDoc>(RESERVATIONS)
-              .findOne({ _id, status: "held", holdUntil: { $lt: cutoff } });
-            if (found === null) return false;
-            await transitionReservation(tx, found, "release", new Date(), { releaseReason: "expired" });
+            if (found === null || !found.isHoldExpired(now)) return false;
+            await this.reservations.save(tx, found, found.expire(now), now);
             return true;
           });
           if (done) released += 1;
         } catch (err) {
-          this.logger.error(`releasing the expired hold of ${_id} failed; the next sweep retries`, err);
+          this.logger.error(`releasing the expired hold of ${orderId} failed; the next sweep retries`, err);
         }
       }
       if (released > 0) this.logger.info(`released ${released} expired hold(s)`);
@@ -582,23 +442,9 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** Seeds DEMO_CATALOG into an empty products collection, in one transaction. */
     async seedDemoCatalog(): Promise<void> {
       try {
-        const seeded = await this.transaction(async (tx) => {
-          const products = tx.collection<ProductDoc>(PRODUCTS);
-          if ((await products.countDocuments({})) > 0) return 0;
-          const now = new Date();
-          await products.insertMany(
-            DEMO_CATALOG.map((entry) => ({
-              _id: entry.sku,
-              sku: entry.sku,
-              name: entry.name,
-              price: entry.price,
-              ...initialStock(entry.quantity),
-              createdAt: now,
-              updatedAt: now,
-            })),
-          );
-          return DEMO_CATALOG.length;
-        });
+        const seeded = await this.transaction((tx) =>
+          this.products.seedIfEmpty(tx, DEMO_CATALOG, dateOf(this.clock)),
+        );
         if (seeded > 0) this.logger.info(`seeded the demo catalog: ${seeded} products`);
       } catch (err) {
         // another instance seeded at the same moment (MongoDB); the catalog is there either way
@@ -609,14 +455,13 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
 
   // ── lifecycle ──────────────────────────────────────────────────────────
   created() {
+    this.products = new ProductRepository();
+    this.reservations = new ReservationRepository(this.products);
     this.sweeper = undefined;
   },
 
   async started() {
-    await this.store.createIndex(RESERVATIONS, {
-      name: "status_hold_until",
-      keys: { status: 1, holdUntil: 1 },
-    });
+    await this.reservations.prepare(this.store);
     if (infrastructureOf(this.broker).config.seedDemo) await this.seedDemoCatalog();
     this.sweeper = new PeriodicTask({
       what: "sweeping expired holds",
@@ -633,135 +478,21 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
   },
 };
 
-// ── store operations (inside a transaction) ────────────────────────────
-
-/** Applies `move` to each line with a guarded update; returns the SKUs whose guard failed. */
-async function moveLines(
-  tx: Transaction,
-  lines: readonly RequestedLine[],
-  move: StockMove,
-  now: Date,
-): Promise<string[]> {
-  const { from } = STOCK_MOVES[move];
-  const failed: string[] = [];
-  for (const { sku, quantity } of lines) {
-    const filter: Filter = from === null ? { _id: sku } : { _id: sku, [from]: { $gte: quantity } };
-    const result = await tx
-      .collection<ProductDoc>(PRODUCTS)
-      .updateOne(filter, { $inc: moveIncrements(move, quantity), $set: { updatedAt: now } });
-    if (result.modifiedCount !== 1) failed.push(sku);
-  }
-  return failed;
-}
-
-/** `moveLines`, where a failed guard means the counters disagree with the reservation: roll back. */
-async function moveLinesOrThrow(
-  tx: Transaction,
-  lines: readonly RequestedLine[],
-  move: StockMove,
-  now: Date,
-): Promise<void> {
-  const failed = await moveLines(tx, lines, move, now);
-  if (failed.length > 0)
-    throw new MoleculerError(`cannot ${move} stock of ${failed.join(", ")}`, 500, "STOCK_INCONSISTENT", {
-      move,
-      skus: failed,
-    });
-}
-
-const STATUS_TIME: Record<ReservationStatus, "createdAt" | "boundAt" | "committedAt" | "releasedAt"> = {
-  held: "createdAt",
-  bound: "boundAt",
-  committed: "committedAt",
-  released: "releasedAt",
-};
-
-/** Moves a reservation (and its stock) by `transition`, guarded by the status it was read in. */
-async function transitionReservation(
-  tx: Transaction,
-  found: ReservationDoc,
-  transition: ReservationTransition,
-  now: Date,
-  set: Record<string, unknown> = {},
-  unset: readonly string[] = [],
-): Promise<ReservationStatus> {
-  const status = nextStatus(found.status, transition);
-  const move = RESERVATION_TRANSITIONS[transition].stock;
-  if (move !== undefined) await moveLinesOrThrow(tx, found.lines, move, now);
-  const update: Record<string, unknown> = {
-    $set: { ...set, status, updatedAt: now, [STATUS_TIME[status]]: now },
-  };
-  if (unset.length > 0) update.$unset = Object.fromEntries(unset.map((path) => [path, ""]));
-  const result = await tx
-    .collection<ReservationDoc>(RESERVATIONS)
-    .updateOne({ _id: found._id, status: found.status }, update);
-  if (result.modifiedCount !== 1)
-    throw new MoleculerRetryableError(
-      `reservation ${found._id} changed meanwhile`,
-      503,
-      "RESERVATION_CHANGED",
-    );
-  return status;
-}
-
-/** The products of these lines, by SKU. */
-async function productsOf(
-  tx: Transaction,
-  lines: readonly RequestedLine[],
-): Promise<Map<string, ProductDoc>> {
-  const docs = await tx
-    .collection<ProductDoc>(PRODUCTS)
-    .find({ _id: { $in: lines.map((line) => line.sku) } });
-  return new Map(docs.map((doc) => [doc._id, doc]));
-}
-
-/** Lines the current stock cannot serve (an unknown SKU has nothing available). */
-async function shortfallsOf(tx: Transaction, lines: readonly RequestedLine[]): Promise<Shortfall[]> {
-  const plan = planReservation(stocksOf(await productsOf(tx, lines)), lines);
-  return [
-    ...plan.unknown.map((sku) => ({
-      sku,
-      requested: lines.find((line) => line.sku === sku)?.quantity ?? 0,
-      available: 0,
-    })),
-    ...plan.shortfalls,
-  ];
-}
-
-/** Notes on the reservation (creating a released one when there was none) that its order got no stock. */
-async function recordUnfulfilled(
-  tx: OutboxTransaction,
-  found: ReservationDoc | null,
-  facts: {
-    orderId: string;
-    customerId: string;
-    lines: ReservationLine[];
-    shortfalls: Shortfall[];
-    now: Date;
-  },
-): Promise<void> {
-  const { orderId, customerId, lines, shortfalls, now } = facts;
-  const unfulfilled = { at: now, shortfalls };
-  const reservations = tx.collection<ReservationDoc>(RESERVATIONS);
-  if (found !== null) {
-    await reservations.updateOne({ _id: orderId }, { $set: { unfulfilled, customerId, updatedAt: now } });
-    return;
-  }
-  await reservations.insertOne({
-    _id: orderId,
-    orderId,
-    lines,
-    status: "released",
-    holdUntil: now,
-    customerId,
-    unfulfilled,
-    createdAt: now,
-    updatedAt: now,
-    releasedAt: now,
-  });
-}
-
 // ── helpers ────────────────────────────────────────────────────────────
+
+/**
+ * Hook of `list` and `get`: the public view unless an admin asks for more fields; an admin's
+ * fields are narrowed to the admin view, anyone else's to the public one.
+ */
+function visibleFields(ctx: Context<{ fields?: string | string[] }>): void {
+  const asked = ctx.params.fields;
+  const allowed = isAdmin(principalOf(ctx)) ? ADMIN_FIELDS : PUBLIC_FIELDS;
+  if (asked === undefined) ctx.params.fields = PUBLIC_FIELDS;
+  else {
+    const fields = typeof asked === "string" ? asked.split(/\s+/) : asked;
+    ctx.params.fields = fields.filter((field) => allowed.includes(field));
+  }
+}
 
 /** The lines of an `order.created` event; a price in a currency we do not trade in cannot be retried away. */
 function linesOfEvent(
@@ -779,31 +510,46 @@ function linesOfEvent(
   }
 }
 
-/** A second `reserve` for the same order: the same answer, unless it was released or asked differently. */
-function existingReservation(found: ReservationDoc, requested: readonly RequestedLine[]): ReservationView {
-  const { orderId } = found;
-  if (found.status === "released")
-    throw new MoleculerClientError(
-      `the reservation of order ${orderId} was released`,
-      409,
-      "RESERVATION_RELEASED",
-      { orderId, reason: found.releaseReason },
-    );
-  if (!sameRequest(found.lines, requested))
-    throw new MoleculerClientError(
-      `order ${orderId} already has a reservation for other items`,
-      409,
-      "RESERVATION_MISMATCH",
-      { orderId, reserved: found.lines.map(({ sku, quantity }) => ({ sku, quantity })) },
-    );
-  return { orderId, status: found.status, items: found.lines };
-}
+/** The model's refusals a caller sees, by code, and their HTTP status. */
+const CLIENT_ERRORS: Partial<Record<InventoryErrorCode, number>> = {
+  INVALID_RESERVATION: 422,
+  INVALID_QUANTITY: 422,
+  UNKNOWN_SKU: 422,
+  OUT_OF_STOCK: 409,
+  RESERVATION_MISMATCH: 409,
+  RESERVATION_RELEASED: 409,
+  RESERVATION_COMMITTED: 409,
+};
 
-function outOfStock(shortfalls: readonly Shortfall[]): Error {
-  const skus = shortfalls.map((s) => s.sku).join(", ");
-  return new MoleculerClientError(`not enough stock for ${skus}`, 409, "OUT_OF_STOCK", {
-    items: shortfalls.map(({ sku, requested, available }) => ({ sku, requested, available })),
-  });
+/**
+ * Runs `work`, turning what it throws into what a caller gets: a model refusal → a client error of
+ * the same code; a failed stock guard → 503 `STOCK_CHANGED` while reserving (the stock moved since
+ * it was read: retry), else 500 `STOCK_INCONSISTENT` (the counters disagree with the reservation);
+ * a reservation changed meanwhile → 503 `RESERVATION_CHANGED`.
+ */
+async function callerErrors<R>(work: () => Promise<R>, during?: "reserve"): Promise<R> {
+  try {
+    return await work();
+  } catch (err) {
+    const { name, code, message, details, data } = (err ?? {}) as {
+      name?: unknown;
+      code?: unknown;
+      message?: unknown;
+      details?: Record<string, unknown>;
+      data?: { move?: unknown; skus?: unknown };
+    };
+    const status = name === "InventoryError" ? CLIENT_ERRORS[code as InventoryErrorCode] : undefined;
+    if (status !== undefined) throw new MoleculerClientError(String(message), status, String(code), details);
+    if (code === "STOCK_GUARD_FAILED" && during === "reserve")
+      throw new MoleculerRetryableError("stock changed during the reservation", 503, "STOCK_CHANGED", {
+        skus: data?.skus,
+      });
+    if (code === "STOCK_GUARD_FAILED")
+      throw new MoleculerError(String(message), 500, "STOCK_INCONSISTENT", data);
+    if (code === "RESERVATION_CHANGED")
+      throw new MoleculerRetryableError(String(message), 503, "RESERVATION_CHANGED");
+    throw err;
+  }
 }
 
 function productNotFound(sku: string): Error {
@@ -828,18 +574,6 @@ function priceOf(price: { minor: number; currency: string }): Money {
   }
 }
 
-/** Runs a model check; its InventoryError becomes a 422 with the same code. */
-function checked<T>(check: () => T): T {
-  try {
-    return check();
-  } catch (err) {
-    const { code, message, details } = err as { code?: unknown; message?: unknown; details?: unknown };
-    if (code === "INVALID_RESERVATION" || code === "INVALID_QUANTITY")
-      throw new MoleculerClientError(String(message), 422, code, details);
-    throw err;
-  }
-}
-
 /** Runs `attempt` again once when it lost a race to insert the same `_id` (MongoDB's DUPLICATE_KEY). */
 async function onceMoreOnDuplicate<R>(attempt: () => Promise<R>): Promise<R> {
   try {
@@ -854,31 +588,10 @@ function codeOf(err: unknown): unknown {
   return typeof err === "object" && err !== null ? (err as { code?: unknown }).code : undefined;
 }
 
-function noStock(): Stock {
-  return { available: 0, reserved: 0, sold: 0, received: 0 };
-}
-
-function stockOf(doc: Stock): Stock {
-  return { available: doc.available, reserved: doc.reserved, sold: doc.sold, received: doc.received };
-}
-
-function stocksOf(products: ReadonlyMap<string, ProductDoc>): Map<string, Stock> {
-  return new Map([...products].map(([sku, doc]) => [sku, stockOf(doc)]));
-}
-
-function viewOf(doc: ProductDoc): ProductView {
-  return { sku: doc._id, name: doc.name, price: doc.price, available: doc.available };
-}
-
-function adminViewOf(doc: ProductDoc): ProductAdminView {
-  return {
-    ...viewOf(doc),
-    reserved: doc.reserved,
-    sold: doc.sold,
-    received: doc.received,
-    createdAt: doc.createdAt.toISOString(),
-    updatedAt: doc.updatedAt.toISOString(),
-  };
+/** A row of `list` in the admin view: its times as ISO strings (Dates in process, strings over the wire). */
+function adminRowOf(row: Record<string, unknown>): Record<string, unknown> {
+  const iso = (value: unknown): unknown => (value instanceof Date ? value.toISOString() : value);
+  return { ...row, createdAt: iso(row.createdAt), updatedAt: iso(row.updatedAt) };
 }
 
 export default InventoryService;
