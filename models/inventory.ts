@@ -266,6 +266,23 @@ export interface ProductAdminView extends ProductView {
   updatedAt: string;
 }
 
+/** The fields of the public view, and of the admin view. */
+export const PRODUCT_FIELDS = {
+  public: ["sku", "name", "price", "available"],
+  admin: ["sku", "name", "price", "available", "reserved", "sold", "received", "createdAt", "updatedAt"],
+} as const satisfies Record<string, readonly (keyof ProductAdminView)[]>;
+
+/**
+ * The fields of a product to show: those `asked` (the public view when none are) that the caller
+ * may see, all of the admin view for an admin, the public view for anyone else.
+ */
+export function visibleProductFields(admin: boolean, asked?: string | readonly string[]): string[] {
+  const allowed: readonly string[] = admin ? PRODUCT_FIELDS.admin : PRODUCT_FIELDS.public;
+  if (asked === undefined) return [...PRODUCT_FIELDS.public];
+  const fields = typeof asked === "string" ? asked.split(/\s+/) : asked;
+  return fields.filter((field) => allowed.includes(field));
+}
+
 export function productViewOf(p: Product): ProductView {
   return { sku: p.sku, name: p.name, price: { ...p.price }, available: p.available };
 }

@@ -8,8 +8,8 @@
  *
  *   reserve          → held until now + TTL  (or OUT_OF_STOCK / UNKNOWN_SKU, nothing held)
  *   order.created    held → bound; released → bound again (rebind) when stock allows, else the
- *                    shortfalls are recorded as `unfulfilled`; no reservation at all is read as a
- *                    released one with the event's lines
+ *                    shortfalls are recorded as `unfulfilled`; an order with no reservation at
+ *                    all gets a released one of the event's lines (`nothingHeld`) first
  *   order.paid       held | bound → committed
  *   order.cancelled  held | bound → released; committed → released (sold units back on sale);
  *                    already released → the cancellation is noted, so a late order.created
@@ -105,7 +105,7 @@ export interface ReservationView {
   items: ReservationLine[];
 }
 
-/** A reservation just made, and the decision that made it (to be added, not saved). */
+/** A reservation just made, and the decision that made it. */
 export interface NewReservation<O extends string> {
   readonly reservation: Reservation;
   readonly decision: ReservationDecision<O>;
@@ -196,27 +196,21 @@ export class Reservation {
   }
 
   /**
-   * `order.created` for an order with no reservation at all (its hold was never stored, or is
-   * gone): read as a released reservation of the event's lines, which the event then binds again
-   * when stock allows.
+   * The reservation of an order that has none at all when its `order.created` arrives (its hold
+   * was never stored, or is gone): a released one of the event's lines, which `onOrderCreated`
+   * then reserves again when stock allows.
    */
-  static onOrderCreatedWithoutHold(
-    orderId: string,
-    lines: readonly ReservationLine[],
-    command: OrderCreatedCommand,
-  ): NewReservation<OrderCreatedOutcome> {
-    const now = new Date(command.now);
-    const reservation = new Reservation({
+  static nothingHeld(orderId: string, lines: readonly ReservationLine[], now: Date): Reservation {
+    return new Reservation({
       orderId,
-      lines: lines.map((line) => ({ ...line, unitPrice: { ...line.unitPrice } })),
+      lines: copyOf(lines),
       status: "released",
-      holdUntil: now,
-      createdAt: now,
-      updatedAt: now,
-      releasedAt: now,
+      holdUntil: new Date(now),
+      createdAt: new Date(now),
+      updatedAt: new Date(now),
+      releasedAt: new Date(now),
       version: 0,
     });
-    return { reservation, decision: reservation.onOrderCreated(command) };
   }
 
   /** Rebuild from a stored snapshot. */

@@ -31,12 +31,14 @@ import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastr
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import {
   INVENTORY_LIMITS,
+  PRODUCT_FIELDS,
   SKU_PATTERN,
   applyMove,
   checkRequest,
   productAdminViewOf,
   productViewOf,
   stockReportOf,
+  visibleProductFields,
   type InventoryErrorCode,
   type ProductAdminView,
   type ProductView,
@@ -46,7 +48,7 @@ import {
   type StockReport,
 } from "../models/inventory";
 import { money, type Money } from "../models/money";
-import { Reservation, type OrderCreatedOutcome, type ReservationView } from "../models/reservation";
+import { Reservation, type ReservationView } from "../models/reservation";
 
 const { MoleculerClientError, MoleculerError, MoleculerRetryableError } = Errors;
 
@@ -58,10 +60,6 @@ export interface ReservationStatusView {
 
 export type { ProductAdminView, ProductView, StockReport } from "../models/inventory";
 export type { ReservationView } from "../models/reservation";
-
-/** The fields of the public view, and of the admin view (the most `list` and `get` may show). */
-const PUBLIC_FIELDS = ["sku", "name", "price", "available"];
-const ADMIN_FIELDS = [...PUBLIC_FIELDS, "reserved", "sold", "received", "createdAt", "updatedAt"];
 
 interface InventorySettings {
   idField: string;
@@ -119,7 +117,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
   settings: {
     idField: "sku",
     // the most `list` and `get` may show; a hook narrows it to the public view but for admins
-    fields: ADMIN_FIELDS,
+    fields: [...PRODUCT_FIELDS.admin],
     pageSize: 20,
     maxPageSize: 100,
     holdTtlMs: 15 * 60_000,
@@ -264,7 +262,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
           ...(pageSize === undefined ? {} : { pageSize }),
           ...(sort === undefined ? {} : { sort }),
           ...(search === undefined ? {} : { search, searchFields: ["sku", "name"] }),
-          ...(admin ? { fields: ADMIN_FIELDS } : {}),
+          ...(admin ? { fields: PRODUCT_FIELDS.admin } : {}),
         };
         const listed = await ctx.call<{ rows: Record<string, unknown>[] }, object>(
           `${this.fullName}.list`,
@@ -294,26 +292,14 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
       async handler(event, tx) {
         const { orderId, customerId, items } = event.payload;
         const now = dateOf(this.clock);
-        const found = await this.reservations.load(tx, orderId);
-        const lines = found?.linesToReserveAgain() ?? linesOfEvent(orderId, items);
-        const products = await this.products.findMany(
-          tx,
-          lines.map((line) => line.sku),
-        );
-        const command = { customerId, products, now };
-        let reservation: Reservation;
-        let outcome: OrderCreatedOutcome;
-        if (found === null) {
-          const made = Reservation.onOrderCreatedWithoutHold(orderId, lines, command);
-          ({ reservation } = made);
-          outcome = made.decision.outcome;
-          await this.reservations.add(tx, reservation, made.decision, now);
-        } else {
-          reservation = found;
-          const decision = found.onOrderCreated(command);
-          outcome = decision.outcome;
-          await this.reservations.save(tx, found, decision, now);
-        }
+        const reservation =
+          (await this.reservations.load(tx, orderId)) ??
+          Reservation.nothingHeld(orderId, linesOfEvent(orderId, items), now);
+        const skus = reservation.linesToReserveAgain().map((line) => line.sku);
+        const products = await this.products.findMany(tx, skus);
+        const decision = reservation.onOrderCreated({ customerId, products, now });
+        await this.reservations.save(tx, reservation, decision, now);
+        const { outcome } = decision;
         if (outcome === "unchanged")
           this.logger.debug(`order.created for ${orderId}: reservation already ${reservation.status}`);
         else if (outcome === "already_cancelled")
@@ -387,7 +373,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
           );
           const holdTtlMs = this.settings.holdTtlMs;
           const { reservation, decision } = Reservation.hold({ orderId, items, products, now, holdTtlMs });
-          await this.reservations.add(tx, reservation, decision, now);
+          await this.reservations.save(tx, reservation, decision, now);
           return reservation.toView();
         }, ctx);
       // MongoDB: a concurrent reserve of the same order inserted first; the next attempt finds it
@@ -480,18 +466,9 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
 
 // ── helpers ────────────────────────────────────────────────────────────
 
-/**
- * Hook of `list` and `get`: the public view unless an admin asks for more fields; an admin's
- * fields are narrowed to the admin view, anyone else's to the public one.
- */
+/** Hook of `list` and `get`: the public view, unless an admin asks for more (`fields`). */
 function visibleFields(ctx: Context<{ fields?: string | string[] }>): void {
-  const asked = ctx.params.fields;
-  const allowed = isAdmin(principalOf(ctx)) ? ADMIN_FIELDS : PUBLIC_FIELDS;
-  if (asked === undefined) ctx.params.fields = PUBLIC_FIELDS;
-  else {
-    const fields = typeof asked === "string" ? asked.split(/\s+/) : asked;
-    ctx.params.fields = fields.filter((field) => allowed.includes(field));
-  }
+  ctx.params.fields = visibleProductFields(isAdmin(principalOf(ctx)), ctx.params.fields);
 }
 
 /** The lines of an `order.created` event; a price in a currency we do not trade in cannot be retried away. */

@@ -1,11 +1,12 @@
 /**
  * The reservations store: the only code that reads or writes the inventory's `reservations`
- * collection. It loads a document as a `Reservation` aggregate (models/reservation.ts) and saves a
- * decision in the caller's transaction, all together:
+ * collection. It loads a document as a `Reservation` aggregate (models/reservation.ts) and saves it
+ * after a decision, in the caller's transaction, all together:
  *
  * - the decision's stock moves, through the product repository (each guarded by its source counter);
  * - the reservation, guarded by the version it was loaded at: 0 documents modified means someone
  *   else changed it meanwhile, a `ReservationConflictError` (retryable: load again, decide again);
+ *   a new one is inserted, guarded by its unique `_id`;
  * - the events the decision raised, through the outbox (`tx.publish`).
  *
  * A decision that changed nothing writes nothing. Documents stored before versions were kept have
@@ -81,27 +82,11 @@ export class ReservationRepository {
     return reservation;
   }
 
-  /** Insert a reservation just made, with its decision's stock moves and events. */
-  async add(
-    tx: OutboxTransaction,
-    reservation: Reservation,
-    decision: ReservationDecision,
-    now: Date,
-  ): Promise<void> {
-    await this.products.applyMoves(tx, decision.moves, now);
-    const { version: _unsaved, ...state } = reservation.toState();
-    await reservations(tx).insertOne({
-      ...(definedOnly(state) as typeof state),
-      _id: state.orderId,
-      version: 1,
-    });
-    this.loaded.set(reservation, 1);
-    await publish(tx, reservation, decision, now);
-  }
-
   /**
-   * Save `reservation` (loaded by this repository) after `decision`, with its stock moves and
-   * events, guarded by the version it was loaded at. A decision that changed nothing: no write.
+   * Save `reservation` after `decision`, with its stock moves and events. One this repository
+   * loaded is updated, guarded by the version it was loaded at; a new one (`Reservation.hold`,
+   * `Reservation.nothingHeld`) is inserted, guarded by its unique `_id` (`DUPLICATE_KEY` when
+   * another transaction inserted it first). A decision that changed nothing writes nothing.
    */
   async save(
     tx: OutboxTransaction,
@@ -110,19 +95,27 @@ export class ReservationRepository {
     now: Date,
   ): Promise<void> {
     if (!decision.changed) return;
-    const version = this.loaded.get(reservation);
-    if (version === undefined)
-      throw new Error(`reservation ${reservation.orderId} was not loaded by this repository`);
     await this.products.applyMoves(tx, decision.moves, now);
-    const { version: _loaded, ...state } = reservation.toState();
-    const absent = OPTIONAL_FIELDS.filter((field) => state[field] === undefined);
-    const filter: Filter = { _id: state.orderId, ...versionIs(version) };
-    const result = await reservations(tx).updateOne(filter, {
-      $set: { ...definedOnly(state), version: version + 1 },
-      ...(absent.length === 0 ? {} : { $unset: Object.fromEntries(absent.map((field) => [field, ""])) }),
-    });
-    if (result.modifiedCount !== 1) throw new ReservationConflictError(state.orderId);
-    this.loaded.set(reservation, version + 1);
+    const { version: _unsaved, ...state } = reservation.toState();
+    const version = this.loaded.get(reservation);
+    if (version === undefined) {
+      await reservations(tx).insertOne({
+        ...(definedOnly(state) as typeof state),
+        _id: state.orderId,
+        version: 1,
+      });
+    } else {
+      const absent = OPTIONAL_FIELDS.filter((field) => state[field] === undefined);
+      const result = await reservations(tx).updateOne(
+        { _id: state.orderId, ...versionIs(version) },
+        {
+          $set: { ...definedOnly(state), version: version + 1 },
+          ...(absent.length === 0 ? {} : { $unset: Object.fromEntries(absent.map((field) => [field, ""])) }),
+        },
+      );
+      if (result.modifiedCount !== 1) throw new ReservationConflictError(state.orderId);
+    }
+    this.loaded.set(reservation, (version ?? 0) + 1);
     await publish(tx, reservation, decision, now);
   }
 

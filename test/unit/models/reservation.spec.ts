@@ -216,19 +216,21 @@ describe("reservation aggregate", () => {
       const lines = [line("A", 2, 1299)];
       const command = { customerId: "cus-1", products: productsOf({ A: 2 }), now: after(10) };
 
-      const served = Reservation.onOrderCreatedWithoutHold("ord-7", lines, command);
-      const short = Reservation.onOrderCreatedWithoutHold("ord-8", lines, {
-        ...command,
-        products: productsOf({ A: 1 }),
-      });
+      const served = Reservation.nothingHeld("ord-7", lines, after(10));
+      const short = Reservation.nothingHeld("ord-8", lines, after(10));
+      expect(served.status).toBe("released");
+      expect(served.linesToReserveAgain()).toEqual(lines);
 
-      expect(served.decision).toEqual({
+      const servedDecision = served.onOrderCreated(command);
+      const shortDecision = short.onOrderCreated({ ...command, products: productsOf({ A: 1 }) });
+
+      expect(servedDecision).toEqual({
         outcome: "rebound",
         changed: true,
         moves: [{ sku: "A", move: "reserve", quantity: 2 }],
         events: [],
       });
-      expect(served.reservation.toState()).toEqual({
+      expect(served.toState()).toEqual({
         orderId: "ord-7",
         lines,
         status: "bound",
@@ -239,8 +241,8 @@ describe("reservation aggregate", () => {
         boundAt: after(10),
         version: 0,
       });
-      expect(short.decision).toMatchObject({ outcome: "unfulfilled", moves: [] });
-      expect(short.reservation.toState()).toEqual({
+      expect(shortDecision).toMatchObject({ outcome: "unfulfilled", moves: [] });
+      expect(short.toState()).toEqual({
         orderId: "ord-8",
         lines,
         status: "released",
@@ -491,17 +493,9 @@ describe("reservation aggregate", () => {
                 case "created": {
                   const lines = placed.get(orderId);
                   if (lines === undefined) break; // no order without a successful reserve
-                  if (found === undefined) {
-                    const made = Reservation.onOrderCreatedWithoutHold(orderId, lines, {
-                      customerId: "c",
-                      products: stocks,
-                      now,
-                    });
-                    apply(made.decision);
-                    reservations.set(orderId, made.reservation);
-                  } else {
-                    apply(found.onOrderCreated({ customerId: "c", products: stocks, now }));
-                  }
+                  const reservation = found ?? Reservation.nothingHeld(orderId, lines, now);
+                  apply(reservation.onOrderCreated({ customerId: "c", products: stocks, now }));
+                  reservations.set(orderId, reservation);
                   break;
                 }
                 case "paid":
