@@ -1,14 +1,16 @@
 /**
  * The inventory service on a real broker built from moleculer.config (embedded store in a temp
  * DATA_DIR, in-process bus): the demo seed, reservations all-or-nothing and idempotent, no oversell
- * under concurrency, the order events through the inbox, the hold sweeper, admin writes and reads.
+ * under concurrency, the order events through the inbox, the hold sweeper (time moved by a manual
+ * clock), admin writes and reads.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { ServiceBroker } from "moleculer";
+import { ServiceBroker, type Service } from "moleculer";
 import { createBrokerOptions } from "../../moleculer.config";
 import type { EventBus } from "../../lib/bus/bus.port";
+import { ManualClock, type Clock } from "../../lib/clock";
 import { loadConfig } from "../../lib/config";
 import type { InboxStats } from "../../lib/inbox/inbox.consumer";
 import { infrastructureOf } from "../../lib/infrastructure";
@@ -45,13 +47,18 @@ describe("inventory service", () => {
   let bus: EventBus;
   let orderCounter = 0;
 
-  /** A broker running the inventory service with these settings (seeded unless SEED_DEMO says otherwise). */
+  /**
+   * A broker running the inventory service with these settings (seeded unless SEED_DEMO says
+   * otherwise), reading the time from `clock`.
+   */
   async function start(
     settings: Record<string, unknown> = {},
     env: Record<string, string> = {},
+    clock?: Clock,
   ): Promise<void> {
     const config = loadConfig({ DATA_DIR: dir, LOG_LEVEL: "fatal", SERVICES: "inventory", ...env });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
+    const runtime = clock === undefined ? {} : { clock };
+    broker = new ServiceBroker({ ...createBrokerOptions(config, {}, runtime), logger: false });
     broker.createService({
       ...InventoryService,
       settings: { ...InventoryService.settings, sweepIntervalMs: 50, ...settings },
@@ -441,17 +448,35 @@ describe("inventory service", () => {
   });
 
   describe("holds", () => {
+    const HOLD_MS = 60_000;
+    let clock: ManualClock;
+
+    beforeEach(() => {
+      clock = new ManualClock(new Date("2030-01-01T00:00:00.000Z"));
+    });
+
+    /** Runs one sweep of expired holds to its end; resolves to how many it released. */
+    const sweep = (): Promise<number> =>
+      (
+        broker.getLocalService("inventory") as Service & { sweepExpiredHolds(): Promise<number> }
+      ).sweepExpiredHolds();
+
     it("releases a held reservation when its hold expires, but never a bound one", async () => {
-      await start({ holdTtlMs: 150 });
+      await start({ holdTtlMs: HOLD_MS }, {}, clock);
       const heldId = nextOrderId();
       const boundId = nextOrderId();
       await reserve(heldId, [{ sku: "MUG-BLUE", quantity: 2 }]);
       const { items } = await reserve(boundId, [{ sku: "MUG-BLUE", quantity: 3 }]);
       send(orderCreated(boundId, items));
       await statusBecomes(boundId, "bound");
+      clock.advance(HOLD_MS - 1);
+      expect(await sweep()).toBe(0);
+      expect((await reservation(heldId))?.status).toBe("held");
 
+      clock.advance(2);
       await statusBecomes(heldId, "released");
-      await new Promise((resolve) => setTimeout(resolve, 300));
+      // settled: a whole sweep that saw the clock past both holds finds nothing more to release
+      expect(await sweep()).toBe(0);
 
       expect((await reservation(heldId))?.releaseReason).toBe("expired");
       expect((await reservation(boundId))?.status).toBe("bound");
@@ -459,9 +484,10 @@ describe("inventory service", () => {
     });
 
     it("reserves again for an order created after its hold expired, when stock allows", async () => {
-      await start({ holdTtlMs: 100 });
+      await start({ holdTtlMs: HOLD_MS }, {}, clock);
       const orderId = nextOrderId();
       const { items } = await reserve(orderId, [{ sku: "DRIPPER-LIMITED", quantity: 2 }]);
+      clock.advance(HOLD_MS + 1);
       await statusBecomes(orderId, "released");
       expect(await counters("DRIPPER-LIMITED")).toMatchObject({ available: 5, reserved: 0 });
 
@@ -475,9 +501,10 @@ describe("inventory service", () => {
     });
 
     it("records an order created after its hold expired whose stock is gone, without failing the event", async () => {
-      await start({ holdTtlMs: 100 });
+      await start({ holdTtlMs: HOLD_MS }, {}, clock);
       const late = nextOrderId();
       const { items } = await reserve(late, [{ sku: "DRIPPER-LIMITED", quantity: 3 }]);
+      clock.advance(HOLD_MS + 1);
       await statusBecomes(late, "released");
       const rival = nextOrderId();
       await reserve(rival, [{ sku: "DRIPPER-LIMITED", quantity: 4 }]);
@@ -649,6 +676,48 @@ describe("inventory service", () => {
         type: "PRODUCT_NOT_FOUND",
       });
       await expect(broker.call("inventory.get", { id: "NOPE" })).rejects.toMatchObject({ code: 404 });
+    });
+
+    it("lists every counter to an admin, and only the public view to anyone else", async () => {
+      await reserve(nextOrderId(), [{ sku: "MUG-BLUE", quantity: 2 }]);
+      type Page = { rows: Record<string, unknown>[]; total: number };
+      const list = (opts: object): Promise<Page> =>
+        broker.call<Page, object>("inventory.listProducts", { pageSize: 100, sort: "sku" }, opts);
+
+      const asAdmin = await list(ADMIN);
+      const asCustomer = await list(CUSTOMER);
+      const internal = await list({});
+
+      const mug = asAdmin.rows.find((p) => p.sku === "MUG-BLUE");
+      expect(mug).toEqual(await product("MUG-BLUE"));
+      expect(mug).toMatchObject({ available: 118, reserved: 2, sold: 0, received: 120 });
+      expect(asAdmin.total).toBe(12);
+      for (const row of asAdmin.rows)
+        expect(Object.keys(row).sort()).toEqual(
+          [
+            "available",
+            "createdAt",
+            "name",
+            "price",
+            "received",
+            "reserved",
+            "sku",
+            "sold",
+            "updatedAt",
+          ].sort(),
+        );
+      for (const page of [asCustomer, internal]) {
+        expect(page.total).toBe(12);
+        for (const row of page.rows)
+          expect(Object.keys(row).sort()).toEqual(["available", "name", "price", "sku"]);
+      }
+      // asking `list` for the counters does not show them to a customer
+      const asked = await broker.call<{ rows: Record<string, unknown>[] }, object>(
+        "inventory.list",
+        { fields: ["sku", "reserved", "sold"], pageSize: 1 },
+        CUSTOMER,
+      );
+      expect(Object.keys(asked.rows[0] ?? {})).toEqual(["sku"]);
     });
 
     it("offers no generic write actions", async () => {
