@@ -13,12 +13,16 @@ import {
   moveIncrements,
   nextStatus,
   planReservation,
+  productAdminViewOf,
+  productViewOf,
   release,
   reserve,
   restock,
   returnSold,
   sameRequest,
   stockInvariantHolds,
+  stockReportOf,
+  visibleProductFields,
   type ReservationStatus,
   type ReservationTransition,
   type Stock,
@@ -134,6 +138,58 @@ describe("inventory model", () => {
         }),
         { numRuns: 500 },
       );
+    });
+  });
+
+  describe("products", () => {
+    const mug = {
+      sku: "MUG",
+      name: "Mug",
+      price: { minor: 1299, currency: "USD" as const },
+      ...stock(5, 2, 3),
+      createdAt: new Date("2026-11-20T10:00:00.000Z"),
+      updatedAt: new Date("2026-11-21T10:00:00.000Z"),
+    };
+
+    it("shows price and availability to anyone, and every counter to an admin", () => {
+      expect(productViewOf(mug)).toEqual({ sku: "MUG", name: "Mug", price: mug.price, available: 5 });
+      expect(productAdminViewOf(mug)).toEqual({
+        sku: "MUG",
+        name: "Mug",
+        price: mug.price,
+        available: 5,
+        reserved: 2,
+        sold: 3,
+        received: 10,
+        createdAt: "2026-11-20T10:00:00.000Z",
+        updatedAt: "2026-11-21T10:00:00.000Z",
+      });
+    });
+
+    it("narrows the fields asked for to what the caller may see; none asked → the public view", () => {
+      expect(visibleProductFields(false)).toEqual(["sku", "name", "price", "available"]);
+      expect(visibleProductFields(true)).toEqual(["sku", "name", "price", "available"]);
+      expect(visibleProductFields(false, ["sku", "reserved", "cost"])).toEqual(["sku"]);
+      expect(visibleProductFields(true, "sku reserved cost")).toEqual(["sku", "reserved"]);
+    });
+
+    it("reports every SKU's counters and whether the invariant holds", () => {
+      const report = stockReportOf(
+        [
+          { sku: "A", ...stock(1, 2, 3) },
+          { sku: "B", available: 1, reserved: 0, sold: 0, received: 2 },
+        ],
+        { byStatus: { held: 1, bound: 0, committed: 2, released: 0 }, unfulfilled: 0 },
+      );
+      expect(report).toEqual({
+        products: [
+          { sku: "A", available: 1, reserved: 2, sold: 3, received: 6, invariantHolds: true },
+          { sku: "B", available: 1, reserved: 0, sold: 0, received: 2, invariantHolds: false },
+        ],
+        invariantHolds: false,
+        reservations: { held: 1, bound: 0, committed: 2, released: 0 },
+        unfulfilled: 0,
+      });
     });
   });
 
