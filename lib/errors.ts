@@ -1,6 +1,8 @@
 /**
- * Infrastructure errors shared by every adapter. Each carries a stable string `code` so callers
- * branch on `code`/`type` (which survive a process boundary), never on `instanceof`.
+ * Infrastructure errors shared by every adapter, and the HTTP status of each domain refusal. Each
+ * error carries a stable string `code` so callers branch on `code`/`type` (which survive a process
+ * boundary), never on `instanceof` (docs/architecture.md, "Errors"). Imports nothing, so that the
+ * command line can use it without loading Moleculer.
  */
 
 /** Base of every ordermesh infrastructure error. */
@@ -129,6 +131,37 @@ export class CallTimeoutError extends OrdermeshError {
       data: { breaker, timeoutMs },
     });
   }
+}
+
+/** A 4xx status a domain refusal answers with. */
+export type RefusalStatus = 404 | 409 | 422;
+
+/**
+ * The HTTP status of each refusal the domain model raises (`OrderError`, `InventoryError`, … in
+ * models/), by its stable `code`. A code of the form `ILLEGAL_<AGGREGATE>_TRANSITION` that is not
+ * listed is a 409 too: the aggregate's current state does not allow the move. The mapping itself
+ * is `asClientError` (lib/http/error-response.ts).
+ */
+export const DOMAIN_REFUSALS: Readonly<Record<string, RefusalStatus>> = {
+  /** The order's state does not allow the move (cancelling a delivered order, say). */
+  ILLEGAL_ORDER_TRANSITION: 409,
+  /** The reservation's state does not allow the move. */
+  ILLEGAL_RESERVATION_TRANSITION: 409,
+  /** An order that breaks its own rules (lines, quantities, one currency). */
+  INVALID_ORDER: 422,
+  /** A reservation that breaks its rules (lines, SKUs, quantities). */
+  INVALID_RESERVATION: 422,
+  /** A stock move of a quantity that is not a positive safe integer within the limits. */
+  INVALID_QUANTITY: 422,
+};
+
+const ILLEGAL_TRANSITION = /^ILLEGAL_[A-Z][A-Z0-9_]*_TRANSITION$/;
+
+/** The status of a domain refusal's `code`, or undefined when the code is not a domain refusal. */
+export function refusalStatusOf(code: unknown): RefusalStatus | undefined {
+  if (typeof code !== "string") return undefined;
+  if (Object.hasOwn(DOMAIN_REFUSALS, code)) return DOMAIN_REFUSALS[code];
+  return ILLEGAL_TRANSITION.test(code) ? 409 : undefined;
 }
 
 /**

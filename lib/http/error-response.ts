@@ -1,14 +1,29 @@
 /**
- * The one mapper from any error to the HTTP error envelope of DESIGN §6:
- * `{ error: { code, message, details?, requestId } }`. Client errors keep their status, code,
- * message and data; anything else becomes a 503 (retryable: try again) or a 500 whose message
- * says nothing about the inside. No stack trace ever leaves.
+ * The one mapper from errors to what a client is told (README, "HTTP API (v1)"; docs/architecture.md,
+ * "The gateway's edge"):
+ *
+ * - `asClientError`: a domain refusal (a `code` listed in lib/errors.ts `DOMAIN_REFUSALS`) becomes
+ *   a `MoleculerClientError` with its status; services apply it to what their actions throw.
+ * - `errorResponse`: any error becomes the envelope `{ error: { code, message, details?, requestId } }`
+ *   with its status and headers. Client errors keep their status, code, message and data; anything
+ *   else becomes a 503 (retryable: try again) or a 500 whose message says nothing about the inside.
+ *   No stack trace ever leaves.
  */
+import type { IncomingMessage, ServerResponse } from "node:http";
+import { Errors } from "moleculer";
+import { HEADERS } from "../constants";
+import { refusalStatusOf } from "../errors";
+import { JSON_CONTENT_TYPE, spelled } from "./headers";
+
+/** The error envelope. */
+export interface ErrorBody {
+  error: { code: string; message: string; details?: unknown; requestId: string };
+}
 
 export interface ErrorResponse {
   status: number;
   headers: Record<string, string>;
-  body: { error: { code: string; message: string; details?: unknown; requestId: string } };
+  body: ErrorBody;
 }
 
 const CODE_BY_STATUS: Record<number, string> = {
@@ -45,8 +60,33 @@ const UNAVAILABLE_TYPES = new Set([
   "TRANSACTION_CONFLICT",
 ]);
 
+/** Headers that go with a status: how to authenticate after a 401, when to retry after a 503. */
+const HEADERS_BY_STATUS: Readonly<Record<number, Record<string, string>>> = {
+  401: { [spelled(HEADERS.wwwAuthenticate)]: 'Bearer realm="ordermesh"' },
+  503: { [spelled(HEADERS.retryAfter)]: "1" },
+};
+
+/**
+ * A domain refusal as a client error: status from `DOMAIN_REFUSALS`, the code as its `type`, the
+ * same message, the refusal's `details` as its `data`. Anything else is returned unchanged.
+ */
+export function asClientError(err: unknown): unknown {
+  if (typeof err !== "object" || err === null) return err;
+  const { code, message, details } = err as { code?: unknown; message?: unknown; details?: unknown };
+  const status = refusalStatusOf(code);
+  if (status === undefined) return err;
+  return new Errors.MoleculerClientError(String(message), status, code as string, details);
+}
+
+/** The envelope of one error; `details` only when there are some. */
+export function errorBody(code: string, message: string, requestId: string, details?: unknown): ErrorBody {
+  return { error: { code, message, ...(details === undefined ? {} : { details }), requestId } };
+}
+
+/** The status, headers and envelope a client gets for `err`. */
 export function errorResponse(err: unknown, requestId: string): ErrorResponse {
-  const e = (typeof err === "object" && err !== null ? err : {}) as {
+  const mapped = asClientError(err);
+  const e = (typeof mapped === "object" && mapped !== null ? mapped : {}) as {
     code?: unknown;
     status?: unknown;
     type?: unknown;
@@ -57,8 +97,8 @@ export function errorResponse(err: unknown, requestId: string): ErrorResponse {
   const type = typeof e.type === "string" ? e.type : undefined;
   const build = (status: number, code: string, message: string, details?: unknown): ErrorResponse => ({
     status,
-    headers: status === 503 ? { "Retry-After": "1" } : {},
-    body: { error: { code, message, ...(details === undefined ? {} : { details }), requestId } },
+    headers: { ...HEADERS_BY_STATUS[status] },
+    body: errorBody(code, message, requestId, details),
   });
 
   const bodyError = type === undefined ? undefined : BODY_ERRORS[type];
@@ -75,6 +115,7 @@ export function errorResponse(err: unknown, requestId: string): ErrorResponse {
       validationDetails(e.data),
     );
   }
+  // a call chain that outlived REQUEST_TIMEOUT (408 from Moleculer) is ours to retry, not the client's
   if (
     status === 503 ||
     status === 408 ||
@@ -83,12 +124,25 @@ export function errorResponse(err: unknown, requestId: string): ErrorResponse {
   ) {
     return build(503, "SERVICE_UNAVAILABLE", "temporarily unavailable, retry shortly");
   }
-  if (status !== undefined && status >= 400 && status < 500 && status !== 408) {
+  if (status !== undefined && status >= 400 && status < 500) {
     const code =
       type !== undefined && /^[A-Z][A-Z0-9_]*$/.test(type) ? type : (CODE_BY_STATUS[status] ?? "BAD_REQUEST");
     return build(status, code, message, e.data);
   }
   return build(500, "INTERNAL", "internal error");
+}
+
+/** moleculer-web's `onError`: the answer of `errorResponse`, as JSON, with the request's id. */
+export function sendError(
+  req: IncomingMessage & { $ctx?: { requestID?: string | null } },
+  res: ServerResponse,
+  err: unknown,
+): void {
+  const { status, headers, body } = errorResponse(err, req.$ctx?.requestID ?? "");
+  res.setHeader(spelled(HEADERS.contentType), JSON_CONTENT_TYPE);
+  for (const [name, value] of Object.entries(headers)) res.setHeader(name, value);
+  res.writeHead(status);
+  res.end(JSON.stringify(body));
 }
 
 /** fastest-validator's issues, without the values the client sent back at it. */
