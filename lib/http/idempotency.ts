@@ -10,9 +10,14 @@
  */
 import { createHash } from "node:crypto";
 import { Errors } from "moleculer";
+import { HEADERS } from "../constants";
 import type { KeyValueStore } from "../kv/kv.port";
+import { spelled } from "./headers";
 
 const { MoleculerClientError } = Errors;
+
+/** An Idempotency-Key: 1 to 255 printable ASCII characters. */
+export const IDEMPOTENCY_KEY_PATTERN = /^[\x21-\x7e]{1,255}$/;
 
 export const IDEMPOTENCY_DEFAULTS = {
   /** How long a completed response is replayed. */
@@ -96,4 +101,30 @@ export async function idempotent<T>(
   const done: Stored = { state: "done", fingerprint, status: result.status, body: result.body };
   await kv.compareAndSet(recordKey, claim, JSON.stringify(done), ttlMs).catch(() => undefined);
   return { replayed: false, ...result };
+}
+
+/**
+ * The request's Idempotency-Key, checked: 400 IDEMPOTENCY_KEY_REQUIRED when a route needs one and
+ * there is none, 400 INVALID_IDEMPOTENCY_KEY when it is not 1 to 255 printable ASCII characters.
+ */
+export function idempotencyKeyOf(key: string | undefined, need: "required"): string;
+export function idempotencyKeyOf(key: string | undefined, need: "optional"): string | undefined;
+export function idempotencyKeyOf(key: string | undefined, need: "required" | "optional"): string | undefined;
+export function idempotencyKeyOf(key: string | undefined, need: "required" | "optional"): string | undefined {
+  if (key === undefined) {
+    if (need === "optional") return undefined;
+    throw new MoleculerClientError("the Idempotency-Key header is required", 400, "IDEMPOTENCY_KEY_REQUIRED");
+  }
+  if (!IDEMPOTENCY_KEY_PATTERN.test(key))
+    throw new MoleculerClientError(
+      "Idempotency-Key must be 1 to 255 printable ASCII characters",
+      400,
+      "INVALID_IDEMPOTENCY_KEY",
+    );
+  return key;
+}
+
+/** Headers of an idempotent answer: `Idempotent-Replayed: true` when it came from the store. */
+export function replayHeaders(outcome: IdempotentOutcome<unknown>): Record<string, string> | undefined {
+  return outcome.replayed ? { [spelled(HEADERS.idempotentReplayed)]: "true" } : undefined;
 }

@@ -12,9 +12,15 @@
  * `RateLimit-Policy: "reads";q=100;w=2` (a burst of 100, refilled over 2 s) and
  * `RateLimit: "reads";r=42;t=1` (42 left, full again in 1 s); a refusal adds `Retry-After`.
  */
+import type { ServerResponse } from "node:http";
 import { BlockList, isIP } from "node:net";
+import { Errors } from "moleculer";
 import type { RateBudget, RateLimits } from "../config";
+import { HEADERS } from "../constants";
 import type { KeyValueStore } from "../kv/kv.port";
+import { spelled } from "./headers";
+
+const { MoleculerClientError } = Errors;
 
 export type RateClass = keyof RateLimits;
 
@@ -105,12 +111,26 @@ export class RateLimiter {
     );
     const retryAfterSeconds = taken.allowed ? 0 : Math.max(1, Math.ceil(taken.retryAfterMs / 1000));
     const headers: Record<string, string> = {
-      "RateLimit-Policy": policyField(rateClass, budget),
-      RateLimit: `"${rateClass}";r=${Math.floor(taken.remaining)};t=${secondsToFull(budget, taken.remaining)}`,
+      [spelled(HEADERS.rateLimitPolicy)]: policyField(rateClass, budget),
+      [spelled(HEADERS.rateLimit)]:
+        `"${rateClass}";r=${Math.floor(taken.remaining)};t=${secondsToFull(budget, taken.remaining)}`,
     };
-    if (!taken.allowed) headers["Retry-After"] = String(retryAfterSeconds);
+    if (!taken.allowed) headers[spelled(HEADERS.retryAfter)] = String(retryAfterSeconds);
     return { allowed: taken.allowed, headers, retryAfterSeconds };
   }
+}
+
+/**
+ * Apply a decision to the answer: its headers, refusal or not; a refusal throws 429 RATE_LIMITED
+ * with the seconds to wait in its details. No decision (an unlimited class) changes nothing.
+ */
+export function enforce(decision: RateDecision | null, res: Pick<ServerResponse, "setHeader">): void {
+  if (decision === null) return;
+  for (const [name, value] of Object.entries(decision.headers)) res.setHeader(name, value);
+  if (!decision.allowed)
+    throw new MoleculerClientError("too many requests; retry later", 429, "RATE_LIMITED", {
+      retryAfterSeconds: decision.retryAfterSeconds,
+    });
 }
 
 /** `"reads";q=100;w=2`: the quota is the burst, the window the time a burst takes to refill. */

@@ -3,6 +3,7 @@ import {
   ClientAddressResolver,
   RateLimiter,
   callerKey,
+  enforce,
   policyField,
   rateClassOf,
 } from "../../../../lib/http/rate-limit";
@@ -115,5 +116,33 @@ describe("rate-limit configuration", () => {
       "https://shop.example.com",
     ]);
     expect(() => loadConfig({ CORS_ORIGINS: "https://shop.example.com/path" })).toThrow(/CORS_ORIGINS/);
+  });
+});
+
+describe("applying a decision", () => {
+  const answer = () => {
+    const headers: Record<string, string> = {};
+    return { headers, res: { setHeader: (name: string, value: string) => (headers[name] = value) } };
+  };
+
+  it("sets the rate-limit headers on an allowed request and lets it through", () => {
+    const { headers, res } = answer();
+    enforce({ allowed: true, headers: { RateLimit: '"reads";r=1;t=1' }, retryAfterSeconds: 0 }, res as never);
+    expect(headers).toEqual({ RateLimit: '"reads";r=1;t=1' });
+  });
+
+  it("refuses 429 RATE_LIMITED with the seconds to wait, its headers set", () => {
+    const { headers, res } = answer();
+    const refused = { allowed: false, headers: { "Retry-After": "3" }, retryAfterSeconds: 3 };
+    expect(() => enforce(refused, res as never)).toThrow(
+      expect.objectContaining({ code: 429, type: "RATE_LIMITED", data: { retryAfterSeconds: 3 } }),
+    );
+    expect(headers).toEqual({ "Retry-After": "3" });
+  });
+
+  it("changes nothing for an unlimited class", () => {
+    const { headers, res } = answer();
+    enforce(null, res as never);
+    expect(headers).toEqual({});
   });
 });
