@@ -1,7 +1,8 @@
 /**
- * The admin listener (DESIGN §7, §9): probes for every process on ADMIN_PORT, so that an
- * orchestrator can watch the domain services, which have no HTTP port of their own. Plain
- * node:http; never exposed publicly. The gateway keeps its own probes on PORT.
+ * The admin listener (docs/operations.md, "Shutdown and probes"; README, "Configuration",
+ * `ADMIN_PORT`): probes for every process on ADMIN_PORT, so that an orchestrator can watch the
+ * domain services, which have no HTTP port of their own. Plain node:http; never exposed publicly.
+ * The gateway keeps its own probes on PORT.
  *
  * - `GET /livez`    200 `{"status":"ok"}` while the broker is not stopping; 503 `{"status":"stopped"}`.
  * - `GET /startupz` 503 `{"status":"starting"}` until every local service has started, then 200
@@ -14,6 +15,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Service, ServiceBroker } from "moleculer";
+import { HEADERS } from "../constants";
+import { JSON_CONTENT_TYPE, spelled } from "./headers";
 
 /** The probes, by path. */
 export const ADMIN_PROBES = ["livez", "readyz", "startupz"] as const;
@@ -50,10 +53,11 @@ interface ProbeAnswer {
 }
 
 const DEFAULT_HEALTH_TIMEOUT_MS = 2_000;
-const HEADERS = {
-  "Content-Type": "application/json; charset=utf-8",
-  "Cache-Control": "no-store",
-  "X-Content-Type-Options": "nosniff",
+/** Sent with every answer: JSON, never cached or sniffed. */
+const ANSWER_HEADERS = {
+  [spelled(HEADERS.contentType)]: JSON_CONTENT_TYPE,
+  [spelled(HEADERS.cacheControl)]: "no-store",
+  [spelled(HEADERS.contentTypeOptions)]: "nosniff",
 };
 
 /** Listen on `options.port` and answer the probes of `broker`; rejects when the port is taken. */
@@ -129,7 +133,7 @@ async function respond(
     return;
   }
   if (req.method !== "GET" && req.method !== "HEAD") {
-    res.setHeader("Allow", "GET, HEAD");
+    res.setHeader(spelled(HEADERS.allow), "GET, HEAD");
     send(req, res, { status: 405, body: { error: { code: "METHOD_NOT_ALLOWED", message: "GET only" } } });
     return;
   }
@@ -142,7 +146,7 @@ function send(req: IncomingMessage, res: ServerResponse, { status, body }: Probe
     return;
   }
   const text = JSON.stringify(body);
-  res.writeHead(status, { ...HEADERS, "Content-Length": Buffer.byteLength(text) });
+  res.writeHead(status, { ...ANSWER_HEADERS, [spelled(HEADERS.contentLength)]: Buffer.byteLength(text) });
   res.end(req.method === "HEAD" ? undefined : text);
 }
 

@@ -5,6 +5,8 @@
  * the initialiser is a served file of its own (`/docs/docs.js`).
  */
 import { readFileSync } from "node:fs";
+import { HEADERS } from "../../constants";
+import { spelled } from "../headers";
 
 /** Where the page and its files live. */
 export const DOCS_PATH = "/docs";
@@ -68,7 +70,7 @@ export const DOCS_PAGE = `<!doctype html>
 
 /** The headers of the page: its own policy instead of the API's. */
 export const DOCS_PAGE_HEADERS: Readonly<Record<string, string>> = {
-  "Content-Security-Policy": DOCS_CONTENT_SECURITY_POLICY,
+  [spelled(HEADERS.contentSecurityPolicy)]: DOCS_CONTENT_SECURITY_POLICY,
 };
 
 /** The files of the page, by the name they are served under (`GET /docs/{file}`). */

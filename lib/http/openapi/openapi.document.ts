@@ -7,6 +7,9 @@
  * alias without documentation or a rule the converter does not know, so neither can be served
  * undocumented.
  */
+import { HEADERS } from "../../constants";
+import { spelled } from "../headers";
+import { REQUEST_ID_PATTERN } from "../request-id";
 import { convertParams, type ConvertedParams, type ConvertedRule } from "./params.converter";
 import { COMPONENT_SCHEMAS, schemaRef } from "./openapi.schemas";
 import { ERROR_STATUSES, OPERATIONS, TAGS, type ErrorStatus, type OperationDoc } from "./openapi.operations";
@@ -145,7 +148,9 @@ export function buildOpenApiDocument(
     paths,
     components: {
       schemas: structuredClone(COMPONENT_SCHEMAS),
-      headers: structuredClone(COMPONENT_HEADERS),
+      headers: Object.fromEntries(
+        Object.entries(COMPONENT_HEADERS).map(([name, header]) => [spelled(name), structuredClone(header)]),
+      ),
       securitySchemes: {
         bearerAuth: {
           type: "http",
@@ -259,7 +264,7 @@ function jsonBody(properties: [string, ConvertedRule][], closed: boolean): Reque
 
 function idempotencyKeyParameter(need: "required" | "optional"): ParameterObject {
   return {
-    name: "Idempotency-Key",
+    name: spelled(HEADERS.idempotencyKey),
     in: "header",
     required: need === "required",
     description:
@@ -280,8 +285,8 @@ function responsesOf(
     responses[status] = {
       description: answer.description,
       headers: {
-        ...headerRefs(["X-Request-Id", ...(answer.headers ?? [])]),
-        ...(rateLimited ? headerRefs(["RateLimit-Policy", "RateLimit"]) : {}),
+        ...headerRefs([HEADERS.requestId, ...(answer.headers ?? [])]),
+        ...(rateLimited ? headerRefs(RATE_LIMIT_HEADERS) : {}),
       },
       content: Object.fromEntries(
         Object.entries(answer.content).map(([type, schema]) => [type, schema === null ? {} : { schema }]),
@@ -329,15 +334,15 @@ function errorCodesOf(
 }
 
 function errorResponse(status: ErrorStatus, codes: readonly string[], rateLimited: boolean): ResponseObject {
-  const headers: Record<string, HeaderObject | Reference> = headerRefs(["X-Request-Id"]);
-  if (status === 401) Object.assign(headers, headerRefs(["WWW-Authenticate"]));
-  if (status === 429 || status === 503) Object.assign(headers, headerRefs(["Retry-After"]));
+  const headers: Record<string, HeaderObject | Reference> = headerRefs([HEADERS.requestId]);
+  if (status === 401) Object.assign(headers, headerRefs([HEADERS.wwwAuthenticate]));
+  if (status === 429 || status === 503) Object.assign(headers, headerRefs([HEADERS.retryAfter]));
   if (status === 429) {
     // on a refusal the rate-limit fields are always there
-    headers["RateLimit-Policy"] = { ...COMPONENT_HEADERS["RateLimit-Policy"], required: true };
-    headers.RateLimit = { ...COMPONENT_HEADERS.RateLimit, required: true };
+    for (const name of RATE_LIMIT_HEADERS)
+      headers[spelled(name)] = { ...COMPONENT_HEADERS[name], required: true };
   } else if (rateLimited) {
-    Object.assign(headers, headerRefs(["RateLimit-Policy", "RateLimit"]));
+    Object.assign(headers, headerRefs(RATE_LIMIT_HEADERS));
   }
   const list = codes.map((code) => code.replace(/^([A-Z][A-Z0-9_]*)/, "`$1`")).join("; ");
   return {
@@ -347,47 +352,54 @@ function errorResponse(status: ErrorStatus, codes: readonly string[], rateLimite
   };
 }
 
-type HeaderName = keyof typeof COMPONENT_HEADERS;
+/** Response headers of `components.headers`, by their name in lib/constants.ts. */
+export type HeaderName = keyof typeof COMPONENT_HEADERS;
 
+/** The rate-limit fields, policy first. */
+const RATE_LIMIT_HEADERS = [HEADERS.rateLimitPolicy, HEADERS.rateLimit] as const;
+
+/** References to `components.headers`, keyed by each header's spelled name. */
 function headerRefs(names: readonly HeaderName[]): Record<string, Reference> {
-  return Object.fromEntries(names.map((name) => [name, { $ref: `#/components/headers/${name}` }]));
+  return Object.fromEntries(
+    names.map((name) => [spelled(name), { $ref: `#/components/headers/${spelled(name)}` }]),
+  );
 }
 
 /** Response headers, described once. */
 const COMPONENT_HEADERS = {
-  "X-Request-Id": {
+  [HEADERS.requestId]: {
     description:
       "The request's id: the client's own when it is plain and at most 128 characters, else a new one.",
     required: true,
-    schema: { type: "string", pattern: "^[A-Za-z0-9._:-]{1,128}$" },
+    schema: { type: "string", pattern: REQUEST_ID_PATTERN.source },
   },
-  Location: {
+  [HEADERS.location]: {
     description: "Where the created resource lives.",
     required: true,
     schema: { type: "string" },
   },
-  "Idempotent-Replayed": {
+  [HEADERS.idempotentReplayed]: {
     description: "`true` when this is the stored answer to an earlier request with the same Idempotency-Key.",
     required: false,
     schema: { type: "string", const: "true" },
   },
-  "Retry-After": {
+  [HEADERS.retryAfter]: {
     description: "Seconds to wait before retrying.",
     required: true,
     schema: { type: "integer", minimum: 0 },
   },
-  "RateLimit-Policy": {
+  [HEADERS.rateLimitPolicy]: {
     description:
       'The caller\'s quota for this class of request (IETF draft-ietf-httpapi-ratelimit-headers), e.g. `"reads";q=100;w=2`.',
     required: false,
     schema: { type: "string" },
   },
-  RateLimit: {
+  [HEADERS.rateLimit]: {
     description: 'What is left of the quota and when it is full again, e.g. `"reads";r=42;t=1`.',
     required: false,
     schema: { type: "string" },
   },
-  "WWW-Authenticate": {
+  [HEADERS.wwwAuthenticate]: {
     description: 'The scheme to use: `Bearer realm="ordermesh"`.',
     required: true,
     schema: { type: "string" },

@@ -6,6 +6,8 @@
  * builder reads from the gateway's routes and params (openapi.document.ts). An alias whose action
  * is missing here fails the build: nothing is served undocumented.
  */
+import { HEADERS } from "../../constants";
+import { spelled } from "../headers";
 import { schemaRef } from "./openapi.schemas";
 import type { JsonSchema, ParameterObject, RequestBodyObject } from "./openapi.types";
 
@@ -28,8 +30,8 @@ export type Tag = keyof typeof TAGS;
 /** Who may call: a bearer token required, one that changes the answer, or none at all. */
 export type Access = "bearer" | "optional-bearer" | "none";
 
-/** Response headers of `components.headers`. */
-export type ResponseHeader = "Location" | "Idempotent-Replayed";
+/** Response headers of `components.headers` an answer may add to X-Request-Id. */
+export type ResponseHeader = typeof HEADERS.location | typeof HEADERS.idempotentReplayed;
 
 /** A non-error answer: its media types (null schema for binary content) and extra headers. */
 export interface AnswerDoc {
@@ -74,7 +76,7 @@ export const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
       201: {
         description: "The order, waiting for payment.",
         content: json(schemaRef("Order")),
-        headers: ["Location", "Idempotent-Replayed"],
+        headers: [HEADERS.location, HEADERS.idempotentReplayed],
       },
     },
     errors: {
@@ -119,7 +121,7 @@ export const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
       200: {
         description: "The cancelled order.",
         content: json(schemaRef("Order")),
-        headers: ["Idempotent-Replayed"],
+        headers: [HEADERS.idempotentReplayed],
       },
     },
     errors: {
@@ -194,7 +196,7 @@ export const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
     access: "none",
     headers: [
       {
-        name: "Psp-Signature",
+        name: spelled(HEADERS.pspSignature),
         in: "header",
         required: true,
         description: "`t=<unix seconds>,v1=<hex HMAC-SHA256>`; several v1 entries while a secret is rotated.",
