@@ -1,8 +1,8 @@
 /**
  * Checks on what a client sends that the schema validator cannot make, done before anything reads
  * the input: keys that would reach an object's prototype when merged (`__proto__`, `constructor`,
- * `prototype`), nesting deep enough to exhaust a recursive walk, query values that are arrays or
- * objects where every parameter is a scalar, and JSON bodies that are not UTF-8.
+ * `prototype`), nesting deep enough to exhaust a recursive walk, and query values that are arrays
+ * or objects where every parameter is a scalar. Bodies themselves are checked by body-guard.ts.
  */
 import { Errors } from "moleculer";
 
@@ -46,22 +46,5 @@ export function checkScalarQuery(query: unknown): void {
   for (const [key, value] of Object.entries(query)) {
     if (typeof value === "object" && value !== null)
       throw invalid(key, "a query parameter takes one plain value", "scalar");
-  }
-}
-
-const UTF8 = new TextDecoder("utf-8", { fatal: true });
-
-/**
- * body-parser's `verify` hook: JSON text must be UTF-8 (RFC 8259 §8.1); bytes that are not would
- * otherwise be stored as U+FFFD. Thrown as a parse failure: 400 INVALID_JSON.
- */
-export function verifyUtf8(_req: unknown, _res: unknown, body: Buffer): void {
-  try {
-    UTF8.decode(body);
-  } catch {
-    throw Object.assign(new Error("the body is not valid UTF-8"), {
-      status: 400,
-      type: "entity.parse.failed",
-    });
   }
 }

@@ -1,9 +1,4 @@
-import {
-  MAX_INPUT_DEPTH,
-  checkInputShape,
-  checkScalarQuery,
-  verifyUtf8,
-} from "../../../../lib/http/input-guard";
+import { MAX_INPUT_DEPTH, checkInputShape, checkScalarQuery } from "../../../../lib/http/input-guard";
 
 const nested = (depth: number): unknown => {
   let value: unknown = 1;
@@ -42,12 +37,5 @@ describe("input guard", () => {
     expect(() => checkScalarQuery({ limit: "10", cursor: "abc" })).not.toThrow();
     expect(() => checkScalarQuery({ limit: ["1"] })).toThrow(expect.objectContaining({ code: 400 }));
     expect(() => checkScalarQuery({ a: { b: "c" } })).toThrow(expect.objectContaining({ code: 400 }));
-  });
-
-  it("refuses a body that is not UTF-8 as unparsable JSON", () => {
-    expect(() => verifyUtf8(null, null, Buffer.from('{"name":"Mug é"}'))).not.toThrow();
-    expect(() => verifyUtf8(null, null, Buffer.from([0x7b, 0x22, 0xff, 0x22, 0x7d]))).toThrow(
-      expect.objectContaining({ status: 400, type: "entity.parse.failed" }),
-    );
   });
 });
