@@ -1,5 +1,5 @@
 /**
- * Configuration from the environment (DESIGN §7). Everything is parsed and validated once at
+ * Configuration from the environment (README, "Configuration"). Everything is parsed and validated once at
  * start; an invalid value stops the process with a message naming the variable.
  */
 import { accessSync, constants as fsConstants, mkdirSync } from "node:fs";

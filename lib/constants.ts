@@ -60,6 +60,6 @@ export const BROADCASTS = {
   breakerStateChanged: "breaker.stateChanged",
 } as const;
 
-/** Roles a principal may hold (DESIGN §6). */
+/** Roles a principal may hold (README, "HTTP API (v1)"). */
 export const ROLES = ["customer", "admin"] as const;
 export type Role = (typeof ROLES)[number];

@@ -1,5 +1,5 @@
 /**
- * Gives a service an idempotent inbox (DESIGN §3): it declares `subscriptions` at the top of its
+ * Gives a service an idempotent inbox (docs/inbox.md): it declares `subscriptions` at the top of its
  * schema, one per event type, and each event is claimed and handled in one transaction with the
  * handler's writes and follow-up events (lib/inbox/inbox.consumer.ts, docs/inbox.md).
  *

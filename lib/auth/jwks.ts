@@ -1,6 +1,7 @@
 /**
  * The signing keys of an identity provider, read from the JSON Web Key Set it serves at
- * `JWKS_URL` (RFC 7517), so that the RS256 and ES256 tokens it signs can be verified (DESIGN §6).
+ * `JWKS_URL` (RFC 7517), so that the RS256 and ES256 tokens it signs can be verified (README,
+ * "HTTP API (v1)" and "Configuration").
  *
  * The set is fetched on first use and kept for `cacheMs` (10 min). A token naming a `kid` the set
  * does not list causes one refetch (the provider may have rotated its keys), but no fetch starts

@@ -1,5 +1,5 @@
 /**
- * Bearer tokens (DESIGN §6): HS256 JWTs signed with `JWT_SECRET`; `sub` is the customer id and
+ * Bearer tokens (README, "HTTP API (v1)"): HS256 JWTs signed with `JWT_SECRET`; `sub` is the customer id and
  * `roles` ⊂ {customer, admin}. `verifyToken` accepts HS256 only, so `alg: none` and algorithm
  * confusion are refused by construction; expiry is enforced with a small clock skew. Tokens of an
  * identity provider (RS256/ES256 through `JWKS_URL`) are verified by token-verifier.ts, on the

@@ -1,6 +1,6 @@
 /**
- * One verifier for every bearer token the gateway accepts (DESIGN §6): HS256 signed with
- * `JWT_SECRET`, and RS256/ES256 signed by the identity provider whose keys `JWKS_URL` serves.
+ * One verifier for every bearer token the gateway accepts (README, "HTTP API (v1)"): HS256 signed
+ * with `JWT_SECRET`, and RS256/ES256 signed by the identity provider whose keys `JWKS_URL` serves.
  *
  * The token's `alg` only chooses where the key comes from, and each source holds keys of its own
  * kind alone: an HS256 token is checked with the secret and nothing else (so the provider's public

@@ -1,5 +1,5 @@
 /**
- * The idempotent inbox (DESIGN §3): durable subscriptions of one consumer (a service), one per event
+ * The idempotent inbox (docs/inbox.md): durable subscriptions of one consumer (a service), one per event
  * type. Each message is validated, then claimed and handled in ONE store transaction (the handler may
  * `tx.publish` follow-up events through the outbox), and acked only after the commit. A copy of an
  * event already claimed is acked without effect. Failures are settled branch by branch: malformed →
