@@ -7,6 +7,7 @@
  * The JSON Schema validator is passed in (`CompileSchema`; the tests use ajv's 2020-12 dialect),
  * so that the running service carries no validator it does not use.
  */
+import { HEADERS } from "../../constants";
 import type {
   HeaderObject,
   HttpMethod,
@@ -139,7 +140,8 @@ export class ApiContract {
   private bodyProblems(key: string, response: ResponseObject, answer: ObservedAnswer): string[] {
     const content = response.content ?? {};
     if (Object.keys(content).length === 0) return [];
-    const received = (answer.headers.get("content-type") ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
+    const received =
+      (answer.headers.get(HEADERS.contentType) ?? "").split(";")[0]?.trim().toLowerCase() ?? "";
     const mediaType = Object.keys(content).find((type) => type.toLowerCase() === received);
     if (mediaType === undefined)
       return [`content type "${received}" not documented (${Object.keys(content).join(", ")})`];
