@@ -188,6 +188,32 @@ describe("gateway HTTP API", () => {
         token: api.token("ops", ["admin"]),
       });
       expect(asAdmin.body).toHaveProperty("received");
+      // the list shows the same: public fields to anyone and to customers, every counter to admins
+      for (const token of [undefined, api.token("alice")]) {
+        const page = await api.request<{ rows: Record<string, unknown>[] }>(
+          "GET",
+          "/api/v1/products?pageSize=5",
+          {
+            ...(token === undefined ? {} : { token }),
+          },
+        );
+        for (const row of page.body.rows)
+          expect(Object.keys(row).sort()).toEqual(["available", "name", "price", "sku"]);
+      }
+      const adminList = await api.request<{ rows: Record<string, unknown>[] }>(
+        "GET",
+        "/api/v1/products?pageSize=5",
+        {
+          token: api.token("ops", ["admin"]),
+        },
+      );
+      expect(adminList.body.rows).toHaveLength(5);
+      for (const row of adminList.body.rows) {
+        expect(row).toEqual(
+          expect.objectContaining({ reserved: expect.any(Number), sold: expect.any(Number) }),
+        );
+        expect(row.received).toBe(Number(row.available) + Number(row.reserved) + Number(row.sold));
+      }
       expect((await api.request("GET", "/api/v1/products/NOPE")).status).toBe(404);
     });
 

@@ -137,8 +137,9 @@ export const OPERATIONS: Readonly<Record<string, OperationDoc>> = {
   // products
   "gateway.listProducts": {
     summary: "List products",
+    description: "Anyone sees price and availability; an admin also every stock counter.",
     tag: "products",
-    access: "none",
+    access: "optional-bearer",
     answers: { 200: { description: "One page of the catalog.", content: json(schemaRef("ProductPage")) } },
     errors: { 503: UNAVAILABLE },
   },

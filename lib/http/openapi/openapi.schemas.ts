@@ -124,7 +124,7 @@ export const COMPONENT_SCHEMAS = {
     "A product as an admin sees it: every stock counter.",
   ),
   ProductPage: closedObject({
-    rows: { type: "array", items: ref("Product") },
+    rows: { type: "array", items: { oneOf: [ref("Product"), ref("ProductAdmin")] } },
     total: count("Products in the catalog."),
     page: { type: "integer", minimum: 1 },
     pageSize: { type: "integer", minimum: 1 },
