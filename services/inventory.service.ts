@@ -15,6 +15,13 @@
  * Settings (tests shorten them): `holdTtlMs` (default 15 min), `sweepIntervalMs` (5 s), `sweepBatch`.
  * Time comes from `this.clock`.
  */
+import {
+  ID_PARAM,
+  ORDER_ITEMS_PARAM,
+  PRODUCT_PARAMS,
+  PRODUCT_UPSERT_PARAMS,
+  RESTOCK_PARAMS,
+} from "../lib/params";
 import DbService from "moleculer-db";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { DEMO_CATALOG } from "../lib/catalog/demo-catalog";
@@ -30,9 +37,7 @@ import { InboxMixin, type WithSubscriptions } from "../mixins/inbox.mixin";
 import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastructure.mixin";
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import {
-  INVENTORY_LIMITS,
   PRODUCT_FIELDS,
-  SKU_PATTERN,
   applyMove,
   checkRequest,
   productAdminViewOf,
@@ -98,9 +103,6 @@ interface ReserveParams {
   items: RequestedLine[];
 }
 
-const SKU_PARAM = { type: "string", pattern: SKU_PATTERN } as const;
-const ORDER_ID_PARAM = { type: "string", min: 1, max: 128 } as const;
-
 const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, InventoryVars, InventoryThis> &
   WithSubscriptions<InventoryThis> & { adapter: unknown } = {
   name: "inventory",
@@ -142,19 +144,8 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     reserve: {
       visibility: "public",
       params: {
-        orderId: ORDER_ID_PARAM,
-        items: {
-          type: "array",
-          min: 1,
-          max: INVENTORY_LIMITS.maxLines,
-          items: {
-            type: "object",
-            props: {
-              sku: SKU_PARAM,
-              quantity: { type: "number", integer: true, min: 1, max: INVENTORY_LIMITS.maxQuantity },
-            },
-          },
-        },
+        orderId: ID_PARAM,
+        items: ORDER_ITEMS_PARAM,
       },
       handler(ctx: Context<ReserveParams>): Promise<ReservationView> {
         return this.reserveStock(ctx);
@@ -164,7 +155,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** Give a reservation's units back. Unknown order → status `none`; a committed one → 409. */
     release: {
       visibility: "public",
-      params: { orderId: ORDER_ID_PARAM },
+      params: { orderId: ID_PARAM },
       handler(ctx: Context<{ orderId: string }>): Promise<ReservationStatusView> {
         return this.settle(ctx, "release");
       },
@@ -173,7 +164,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** Sell a reservation's units. Unknown order → 404; a released one → 409. */
     commit: {
       visibility: "public",
-      params: { orderId: ORDER_ID_PARAM },
+      params: { orderId: ID_PARAM },
       handler(ctx: Context<{ orderId: string }>): Promise<ReservationStatusView> {
         return this.settle(ctx, "commit");
       },
@@ -182,17 +173,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** Create a product with no stock, or change its name and price. Admins and internal callers. */
     upsert: {
       visibility: "public",
-      params: {
-        sku: SKU_PARAM,
-        name: { type: "string", min: 1, max: 200 },
-        price: {
-          type: "object",
-          props: {
-            minor: { type: "number", integer: true, min: 0, max: Number.MAX_SAFE_INTEGER },
-            currency: { type: "string", pattern: /^[A-Z]{3}$/ },
-          },
-        },
-      },
+      params: PRODUCT_UPSERT_PARAMS,
       async handler(
         ctx: Context<{ sku: string; name: string; price: { minor: number; currency: string } }>,
       ): Promise<ProductAdminView> {
@@ -210,10 +191,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** Goods received: available += quantity, received += quantity. Admins and internal callers. */
     restock: {
       visibility: "public",
-      params: {
-        sku: SKU_PARAM,
-        quantity: { type: "number", integer: true, min: 1, max: INVENTORY_LIMITS.maxRestock },
-      },
+      params: RESTOCK_PARAMS,
       async handler(ctx: Context<{ sku: string; quantity: number }>): Promise<ProductAdminView> {
         requireAdmin(ctx);
         const { sku, quantity } = ctx.params;
@@ -234,7 +212,7 @@ const InventoryService: ServiceSchema<InventorySettings, InventoryMethods, Inven
     /** A product: `{ sku, name, price, available }`, with every counter for an admin. */
     getProduct: {
       visibility: "public",
-      params: { sku: SKU_PARAM },
+      params: PRODUCT_PARAMS,
       async handler(ctx: Context<{ sku: string }>): Promise<ProductView | ProductAdminView> {
         const product = await this.products.find(this.store, ctx.params.sku);
         if (product === null) throw productNotFound(ctx.params.sku);

@@ -8,6 +8,7 @@
  * sent, failed and retried, dead, replayed, and a late sent beating dead — is the aggregate's
  * (models/notification.ts). Details and settings: docs/notifications.md.
  */
+import { CUSTOMER_FILTER_PARAM, ID_PARAM, NOTIFICATION_LIST_PARAMS } from "../lib/params";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { dateOf } from "../lib/clock";
 import { PermanentError } from "../lib/errors";
@@ -130,12 +131,7 @@ const NotificationsService: ServiceSchema<
      */
     list: {
       visibility: "public",
-      params: {
-        $$strict: true,
-        limit: { type: "number", integer: true, min: 1, max: 100, optional: true, convert: true },
-        cursor: { type: "string", min: 1, max: 512, optional: true },
-        customerId: { type: "string", min: 1, max: 128, optional: true },
-      },
+      params: { ...NOTIFICATION_LIST_PARAMS, customerId: CUSTOMER_FILTER_PARAM },
       async handler(ctx: Context<ListParams>): Promise<NotificationPage> {
         const customerId = ownerOf(principalOf(ctx), ctx.params.customerId);
         const page = await this.repository.pageForCustomer(customerId, {
@@ -171,7 +167,7 @@ const NotificationsService: ServiceSchema<
     /** Make a dead notification pending again, with a fresh attempt budget (operators). */
     replay: {
       visibility: "public",
-      params: { $$strict: true, id: { type: "string", min: 1, max: 128 } },
+      params: { $$strict: true, id: ID_PARAM },
       async handler(ctx: Context<{ id: string }>): Promise<NotificationView> {
         requireOperator(ctx);
         const { id } = ctx.params;

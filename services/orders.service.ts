@@ -20,7 +20,7 @@ import { dateOf } from "../lib/clock";
 import { PermanentError } from "../lib/errors";
 import { infrastructureOf } from "../lib/infrastructure";
 import type { CursorPage } from "../lib/newest-first";
-import { ORDER_ITEMS_PARAM, PAYMENT_METHOD_PARAM } from "../lib/params";
+import { ORDER_LIST_PARAMS, ORDER_PARAMS, PLACE_ORDER_PARAMS } from "../lib/params";
 import { PeriodicTask } from "../lib/periodic-task";
 import { canSee, isAdmin, principalOf, type Principal } from "../lib/principal";
 import { OrderRepository } from "../lib/repositories/order.repository";
@@ -29,7 +29,6 @@ import { InfrastructureMixin, type InfrastructureThis } from "../mixins/infrastr
 import { OutboxMixin, type OutboxThis } from "../mixins/outbox.mixin";
 import type { Money } from "../models/money";
 import {
-  ORDER_STATUSES,
   Order,
   type CancelReason,
   type OrderOutcome,
@@ -106,11 +105,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     /** Place an order for the calling customer. Needs `ctx.meta.idempotencyKey`. */
     place: {
       visibility: "public",
-      params: {
-        $$strict: true,
-        items: ORDER_ITEMS_PARAM,
-        paymentMethod: PAYMENT_METHOD_PARAM,
-      },
+      params: PLACE_ORDER_PARAMS,
       handler(ctx: Context<CreateParams, CreateMeta>): Promise<OrderView> {
         return this.placeOrder(ctx);
       },
@@ -119,7 +114,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     /** One order; someone else's is ORDER_NOT_FOUND. */
     getOrder: {
       visibility: "public",
-      params: { $$strict: true, id: { type: "string", min: 1, max: 128 } },
+      params: ORDER_PARAMS,
       async handler(ctx: Context<{ id: string }>): Promise<OrderView> {
         const order = await this.orders.findById(ctx.params.id);
         if (order === null || !canSee(principalOf(ctx), order.customerId)) throw orderNotFound(ctx.params.id);
@@ -130,13 +125,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     /** The caller's orders (an admin's: everyone's, or one customer's), newest first, by cursor. */
     listOrders: {
       visibility: "public",
-      params: {
-        $$strict: true,
-        status: { type: "enum", values: [...ORDER_STATUSES], optional: true },
-        limit: { type: "number", integer: true, min: 1, max: 100, optional: true, convert: true },
-        cursor: { type: "string", min: 1, max: 512, optional: true },
-        customerId: { type: "string", min: 1, max: 128, optional: true },
-      },
+      params: ORDER_LIST_PARAMS,
       handler(ctx: Context<ListParams>): Promise<OrderPage> {
         const { status, cursor, customerId } = ctx.params;
         return this.orders.page({
@@ -151,7 +140,7 @@ const OrdersService: ServiceSchema<OrdersSettings, OrdersMethods, OrdersVars, Or
     /** Cancel an order: pending → cancelled; paid → cancelled, and payments refunds. Repeating it is harmless. */
     cancel: {
       visibility: "public",
-      params: { $$strict: true, id: { type: "string", min: 1, max: 128 } },
+      params: ORDER_PARAMS,
       async handler(ctx: Context<{ id: string }>): Promise<OrderView> {
         const principal = principalOf(ctx);
         const reason: CancelReason = isAdmin(principal) ? "admin_request" : "customer_request";
