@@ -1,13 +1,15 @@
 /**
  * Transactional outbox for a service: `this.transaction(async (tx) => …)` runs a store
  * transaction in which writes to the service's collections and `tx.publish(event)` commit or roll
- * back together. Each service instance runs one relay (lib/outbox/outbox.relay.ts) that publishes
- * the committed events to the bus; it wakes right after a commit that published events, and polls
- * as a fallback. Actions `outboxStats`, `outboxDead` and `outboxReplay` back the REPL's `outbox`
+ * back together. Each service instance runs one relay (lib/outbox/outbox.relay.ts, on the shared
+ * lease-claiming worker of lib/work/) that publishes the committed events to the bus; it wakes right
+ * after a commit that published events, and polls as a fallback. Events and the relay read the
+ * time from the process's clock (`Infrastructure.clock`). Actions `outboxStats`, `outboxDead` and `outboxReplay` back the REPL's `outbox`
  * command. Guarantees and operations: docs/outbox.md.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { defineMixin } from "./schema";
+import type { Clock } from "../lib/clock";
 import { infrastructureOf } from "../lib/infrastructure";
 import { runOutboxTransaction, type OutboxRow, type OutboxTransaction } from "../lib/outbox/outbox";
 import { OutboxRelay, type OutboxRelayOptions, type OutboxStats } from "../lib/outbox/outbox.relay";
@@ -33,6 +35,8 @@ export interface OutboxThis {
 
 interface OutboxVars extends OutboxThis {
   outboxStore: DocumentStore | undefined;
+  /** The process's clock: events' `occurredAt` and the relay's time. */
+  outboxClock: Clock | undefined;
 }
 
 /** Mixin factory: `mixins: [InfrastructureMixin({ store: true, bus: true }), OutboxMixin()]`. */
@@ -75,6 +79,7 @@ export function OutboxMixin(options: OutboxMixinOptions = {}): Partial<ServiceSc
         return runOutboxTransaction(store, fn, {
           traceparent: traceparentOf(trace),
           afterCommit: () => relay.wake(),
+          clock: this.outboxClock,
         });
       },
     },
@@ -82,9 +87,11 @@ export function OutboxMixin(options: OutboxMixinOptions = {}): Partial<ServiceSc
     // ── lifecycle ────────────────────────────────────────────────────────
     async started() {
       const infra = infrastructureOf(this.broker);
+      this.outboxClock = options.clock ?? infra.clock;
       this.outboxStore = await infra.store(this.name);
       this.outbox = new OutboxRelay({
         ...options,
+        clock: this.outboxClock,
         store: this.outboxStore,
         bus: await infra.bus(),
         owner: `${this.broker.nodeID}:${this.fullName}`,

@@ -1,20 +1,31 @@
 /**
  * The outbox relay: publishes a store's pending outbox rows to the event bus, at least once.
  *
- * - Claims due rows with a lease (a conditional update in a transaction), so two relays on one
- *   store never hold the same row at once; a crashed relay's lease expires and is taken over.
- * - Sends claimed rows in `occurredAt` order with bounded concurrency, and marks a row `published`
- *   only after the bus acknowledged it (marks are written in batches).
- * - A failed publish is retried with full-jitter exponential backoff; at `maxAttempts` the row
- *   becomes `dead`: kept, counted, logged, replayable, never in the way of the rows behind it.
+ * - Runs on the shared lease-claiming worker (lib/work/lease-worker.ts) with the one claim protocol
+ *   (`claimWithLease`, lib/work/lease-claim.ts): due rows are leased in a transaction, so two relays
+ *   on one store never hold the same row at once; a crashed relay's lease expires and is taken over.
+ *   Leases of rows still held are renewed, so a slow publish never lets another relay take its row.
+ * - Sends claimed rows in `occurredAt` order with at most `publishConcurrency` publishes at once,
+ *   and marks a row `published` only after the bus acknowledged it (marks are written in batches).
+ * - A failed publish is retried with full-jitter exponential backoff (models/backoff.ts); at
+ *   `maxAttempts` the row becomes `dead`: kept, counted, logged, replayable, never in the way of the
+ *   rows behind it.
  *
  * Guarantees, failure table and tuning: docs/outbox.md.
  */
-import { LoopSignals } from "../loop-signals";
+import { systemClock, type Clock } from "../clock";
 import { subjectOf } from "../../models/events";
 import { retryDelayMs } from "../../models/backoff";
 import type { EventBus, OutgoingMessage } from "../bus/bus.port";
-import type { Collection, DocumentStore, Filter } from "../store/store.port";
+import type { Collection, DocumentStore } from "../store/store.port";
+import {
+  ClaimCandidates,
+  RELEASE_LEASE,
+  claimWithLease,
+  renewLeases,
+  type LeaseClaim,
+} from "../work/lease-claim";
+import { LeaseWorker } from "../work/lease-worker";
 import { OUTBOX_COLLECTION, encodeEnvelope, envelopeOf, type OutboxRow } from "./outbox";
 
 /** The subset of a Moleculer / pino / console logger the relay uses. */
@@ -53,8 +64,8 @@ export interface OutboxRelayOptions {
   publishConcurrency?: number;
   /** How long `stop()` waits for publishes in flight (default 10 000 ms). */
   stopTimeoutMs?: number;
-  /** Clock in epoch milliseconds (tests). */
-  now?: () => number;
+  /** Where the relay reads the time (default: the real time); tests move a ManualClock. */
+  clock?: Clock;
   hooks?: OutboxRelayHooks;
 }
 
@@ -92,6 +103,12 @@ interface Failure {
   error: string;
 }
 
+/** An outcome waiting to be written, and the publish that waits for it. */
+interface Pending<T> {
+  item: T;
+  written: () => void;
+}
+
 const silentLogger: RelayLogger = { info: () => {}, warn: () => {}, error: () => {} };
 
 /** How many acknowledged rows one mark transaction updates at most. */
@@ -109,40 +126,28 @@ export class OutboxRelay {
   private readonly bus: EventBus;
   private readonly logger: RelayLogger;
   private readonly tuning: Tuning;
-  private readonly now: () => number;
+  private readonly clock: Clock;
   private readonly hooks: OutboxRelayHooks;
-  /**
-   * Rows claimed and not yet settled (queued, being published, or waiting for their outcome to be
-   * written), by id. At most `maxHeld`; their leases are renewed while they are here.
-   */
-  private readonly held = new Map<string, OutboxRow>();
-  private readonly maxHeld: number;
-  /** Claimed rows waiting for a publish slot, oldest first. */
-  private readonly queue: OutboxRow[] = [];
+  /** What the relay claims: pending rows due now, oldest first, leased for `leaseMs`. */
+  private readonly claimSpec: LeaseClaim;
+  /** Ids of due rows found by the last scan and not yet tried (one scan serves `SCAN_BATCHES` claims). */
+  private readonly candidates = new ClaimCandidates(SCAN_BATCHES);
+  /** The claim loop of the current run; a new one per start. */
+  private worker: LeaseWorker<OutboxRow> | undefined;
   private publishing = 0;
-  /** Ids of due rows found by the last scan and not yet tried, oldest first. */
-  private candidates: string[] = [];
-  /** Whether the last scan stopped at its limit (more rows may be due behind it). */
-  private scanWasFull = false;
-  private readonly publishesDone = new Set<() => void>();
+  /** Claimed rows waiting for a publish slot, oldest first: told true (publish) or false (stopping: hand back). */
+  private readonly slotWaiters: ((go: boolean) => void)[] = [];
   /** Results waiting to be written: acknowledged rows, failed rows, rows to hand back untouched. */
-  private acked: OutboxRow[] = [];
-  private failed: Failure[] = [];
-  private released: OutboxRow[] = [];
+  private acked: Pending<OutboxRow>[] = [];
+  private failed: Pending<Failure>[] = [];
+  private released: Pending<OutboxRow>[] = [];
   private settling: Promise<void> | undefined;
 
   private state: "new" | "running" | "stopping" | "stopped" = "new";
-  private loopDone: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   private starting: Promise<void> | undefined;
-  private readonly signals = new LoopSignals(
-    () => this.state === "running",
-    () => this.now(),
-  );
-  private renewTimer: NodeJS.Timeout | undefined;
   /** Stops the store's insert watch (MongoDB change stream), when the store has one. */
   private unwatch: (() => Promise<void>) | undefined;
-  private renewing = false;
 
   private readonly counters = { published: 0, publishFailures: 0, dead: 0 };
   /** Rows marked published per second, over the last 60 seconds. */
@@ -157,7 +162,7 @@ export class OutboxRelay {
     this.store = options.store;
     this.bus = options.bus;
     this.logger = options.logger ?? silentLogger;
-    this.now = options.now ?? Date.now;
+    this.clock = options.clock ?? systemClock;
     this.hooks = options.hooks ?? {};
     const tuning = { ...OUTBOX_RELAY_DEFAULTS } as Tuning;
     for (const key of Object.keys(OUTBOX_RELAY_DEFAULTS) as (keyof Tuning)[]) {
@@ -170,7 +175,12 @@ export class OutboxRelay {
       tuning[key] = value;
     }
     this.tuning = tuning;
-    this.maxHeld = tuning.batchSize + tuning.publishConcurrency;
+    this.claimSpec = {
+      collection: OUTBOX_COLLECTION,
+      due: (now) => ({ status: "pending", nextAttemptAt: { $lte: now } }),
+      sort: CLAIM_ORDER,
+      leaseMs: tuning.leaseMs,
+    };
   }
 
   // -- lifecycle ----------------------------------------------------------------------------------
@@ -189,14 +199,42 @@ export class OutboxRelay {
     await this.ensureIndexes();
     this.state = "running";
     this.stopping = undefined;
-    this.signals.requested = true;
-    this.candidates = [];
-    this.renewTimer = setInterval(
-      () => void this.renewLeases(),
-      Math.max(1, Math.floor(this.tuning.leaseMs / 3)),
-    );
-    this.renewTimer.unref();
-    this.loopDone = this.loop();
+    this.candidates.clear();
+    const { batchSize, publishConcurrency, leaseMs, pollIntervalMs, stopTimeoutMs } = this.tuning;
+    const worker = new LeaseWorker<OutboxRow>({
+      name: "outbox relay",
+      owner: this.owner,
+      clock: this.clock,
+      logger: this.logger,
+      // rows held: a claim's worth waiting for a publish slot, plus those publishing or being marked
+      maxInFlight: batchSize + publishConcurrency,
+      refillBatch: Math.ceil(batchSize / 2),
+      claimBatch: batchSize,
+      pollIntervalMs,
+      stopTimeoutMs,
+      key: (row) => row._id,
+      claim: (limit, held) =>
+        claimWithLease<OutboxRow>(this.store, this.claimSpec, {
+          limit,
+          owner: this.owner,
+          now: new Date(this.clock.now()),
+          exclude: held,
+          candidates: this.candidates,
+        }),
+      process: (row) => this.relayRow(row),
+      renew: {
+        everyMs: Math.max(1, Math.floor(leaseMs / 3)),
+        run: async (held) => {
+          await renewLeases(this.store, this.claimSpec, {
+            ids: held,
+            owner: this.owner,
+            now: new Date(this.clock.now()),
+          });
+        },
+      },
+    });
+    this.worker = worker;
+    worker.start();
     if (this.store.watchInserts !== undefined) {
       // rows committed by other instances wake this relay too (MongoDB change stream); polling stays the fallback
       try {
@@ -227,7 +265,15 @@ export class OutboxRelay {
 
   /** Look for due rows now (after a local commit that added events). Many calls coalesce. */
   wake(): void {
-    this.signals.wake();
+    this.worker?.wake();
+  }
+
+  /**
+   * Resolves the next time the relay is idle: no row held (every outcome written) and its latest
+   * claim found nothing due. At once when it is not running.
+   */
+  idle(): Promise<void> {
+    return this.worker?.idle() ?? Promise.resolve();
   }
 
   private async shutDown(): Promise<void> {
@@ -235,30 +281,12 @@ export class OutboxRelay {
     const unwatch = this.unwatch;
     this.unwatch = undefined;
     await unwatch?.().catch(() => undefined);
-    this.signals.release();
-    await this.loopDone;
     // never sent: back to the pool as they were
-    for (const row of this.queue.splice(0)) this.settle(row, "release");
-    const inFlight = this.publishing > 0 ? this.publishesFinished() : Promise.resolve();
-    let timer: NodeJS.Timeout | undefined;
-    const timedOut = await Promise.race([
-      inFlight.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), this.tuning.stopTimeoutMs);
-        timer.unref();
-      }),
-    ]);
-    clearTimeout(timer);
-    if (timedOut) {
-      this.logger.warn(
-        `[outbox] relay ${this.owner} stopped with ${this.publishing} publishes unfinished; their leases expire in ${this.tuning.leaseMs} ms`,
-      );
-    }
+    for (const go of this.slotWaiters.splice(0)) go(false);
+    // the worker claims no more and waits ≤ stopTimeoutMs for the rows held (publish, then mark)
+    await this.worker?.stop();
     await this.flushSettlements();
-    if (this.renewTimer !== undefined) clearInterval(this.renewTimer);
-    this.renewTimer = undefined;
     // a publish that ends from now on changes nothing: its lease expires and the row is sent again
-    this.held.clear();
     this.state = "stopped";
     this.logger.info(`[outbox] relay ${this.owner} stopped`);
   }
@@ -273,7 +301,7 @@ export class OutboxRelay {
       outbox.countDocuments({ status: "dead" }),
       outbox.findOne({ status: "pending" }, { sort: CLAIM_ORDER, projection: { occurredAt: 1 } }),
     ]);
-    const now = this.now();
+    const now = this.clock.now();
     return {
       pending,
       oldestPendingAgeMs: oldest === null ? null : Math.max(0, now - oldest.occurredAt.getTime()),
@@ -293,8 +321,8 @@ export class OutboxRelay {
     const result = await this.outbox().updateOne(
       { _id: id, status: "dead" },
       {
-        $set: { status: "pending", attempts: 0, nextAttemptAt: new Date(this.now()) },
-        $unset: { deadAt: "", leaseOwner: "", leaseUntil: "" },
+        $set: { status: "pending", attempts: 0, nextAttemptAt: new Date(this.clock.now()) },
+        $unset: { deadAt: "", ...RELEASE_LEASE },
       },
     );
     if (result.modifiedCount === 0) return false;
@@ -303,117 +331,28 @@ export class OutboxRelay {
     return true;
   }
 
-  // -- the claim loop -----------------------------------------------------------------------------
-
-  private async loop(): Promise<void> {
-    while (this.state === "running") {
-      const room = this.maxHeld - this.held.size;
-      if (room < Math.ceil(this.tuning.batchSize / 2)) {
-        await this.signals.wait("room");
-        continue;
-      }
-      this.signals.requested = false;
-      let more = false;
-      try {
-        more = await this.claim(Math.min(this.tuning.batchSize, room));
-      } catch (err) {
-        this.logger.warn(`[outbox] relay ${this.owner}: claiming rows failed: ${errorText(err)}`);
-        this.signals.requested = false;
-        await this.signals.wait("work", this.tuning.pollIntervalMs);
-        continue;
-      }
-      if (more || this.signals.requested) continue;
-      await this.signals.wait("work", this.tuning.pollIntervalMs);
-    }
-  }
+  // -- one row: publish, then record the outcome -----------------------------------------------------
 
   /**
-   * Claim up to `limit` due rows and queue them for publishing; true when more may be due.
-   * Candidates come from a scan of due rows, oldest first, read outside any transaction and kept
-   * for the next claims (one scan serves `SCAN_BATCHES` claims: a scan costs about as much with 10
-   * rows as with 1,000). Each claim then leases its candidates in a transaction by id, with the due
-   * condition repeated: a row claimed meanwhile by another relay, or no longer due, is skipped, and
-   * a concurrent claim of the same row conflicts (embedded: serializable validation; MongoDB: write
-   * conflict) so that the loser re-reads without it.
+   * Publish one claimed row once a publish slot is free (rows take slots in claim order: oldest
+   * first), then wait until its outcome is written. While stopping, a row not yet sent is handed
+   * back untouched.
    */
-  private async claim(limit: number): Promise<boolean> {
-    const now = this.now();
-    const due = this.dueFilter(now);
-    const fresh = this.candidates.length === 0;
-    if (fresh) {
-      const scanLimit = this.tuning.batchSize * SCAN_BATCHES;
-      const found = await this.outbox().find(due, {
-        sort: CLAIM_ORDER,
-        limit: scanLimit,
-        projection: { _id: 1 },
-      });
-      this.candidates = found.map((c) => c._id);
-      this.scanWasFull = found.length === scanLimit;
+  private async relayRow(row: OutboxRow): Promise<void> {
+    if (!(await this.publishSlot())) {
+      await this.settle(row, "release");
+      return;
     }
-    // a row still held here (its lease lapsed while it was being published) is not claimed twice
-    const ids = this.candidates.splice(0, limit).filter((id) => !this.held.has(id));
-    const more = this.candidates.length > 0 || this.scanWasFull;
-    // nothing claimable in a fresh scan: wait for a wake or the poll rather than scan again at once
-    if (ids.length === 0) return more && !fresh;
-    const leaseUntil = new Date(now + this.tuning.leaseMs);
-    const claimed = await this.store.transaction(async (tx) => {
-      const outbox = tx.collection<OutboxRow>(OUTBOX_COLLECTION);
-      const filter: Filter = { _id: { $in: ids }, ...due };
-      const rows = await outbox.find(filter, { sort: CLAIM_ORDER });
-      if (rows.length === 0) return rows;
-      const result = await outbox.updateMany(
-        { _id: { $in: rows.map((r) => r._id) }, ...due },
-        { $set: { leaseOwner: this.owner, leaseUntil } },
-      );
-      if (result.modifiedCount !== rows.length) {
-        // isolation would have to be broken for this; claim nothing rather than a row someone holds
-        throw new Error(
-          `claimed ${result.modifiedCount} of ${rows.length} rows read in the same transaction`,
-        );
-      }
-      return rows.map((r) => ({ ...r, leaseOwner: this.owner, leaseUntil }));
-    });
-    if (this.state !== "running") {
-      // stop() began while claiming: hand them back at once
-      for (const row of claimed) {
-        this.held.set(row._id, row);
-        this.settle(row, "release");
-      }
-      return false;
+    let outcome: "acked" | "release" | { error: string };
+    try {
+      outcome = await this.publish(row);
+    } finally {
+      this.freePublishSlot();
     }
-    for (const row of claimed) {
-      this.held.set(row._id, row);
-      this.queue.push(row);
-    }
-    this.pump();
-    return more;
+    await this.settle(row, outcome);
   }
 
-  /** Pending, due, and not leased (or its lease has expired). */
-  private dueFilter(now: number): Filter {
-    const at = new Date(now);
-    return {
-      status: "pending",
-      nextAttemptAt: { $lte: at },
-      $or: [{ leaseUntil: { $exists: false } }, { leaseUntil: { $lte: at } }],
-    };
-  }
-
-  /** Start publishes, oldest first, while slots are free. */
-  private pump(): void {
-    while (this.state === "running" && this.publishing < this.tuning.publishConcurrency) {
-      const row = this.queue.shift();
-      if (row === undefined) return;
-      this.publishing++;
-      void this.publish(row).finally(() => {
-        this.publishing--;
-        if (this.publishing === 0) for (const done of [...this.publishesDone]) done();
-        this.pump();
-      });
-    }
-  }
-
-  private async publish(row: OutboxRow): Promise<void> {
+  private async publish(row: OutboxRow): Promise<"acked" | "release" | { error: string }> {
     const message: OutgoingMessage = {
       id: row._id,
       subject: subjectOf(row.type),
@@ -423,39 +362,47 @@ export class OutboxRelay {
     try {
       await this.bus.publish(message);
     } catch (err) {
-      this.settle(row, this.state === "running" ? { error: errorText(err) } : "release");
-      return;
+      return this.state === "running" ? { error: errorText(err) } : "release";
     }
     try {
       await this.hooks.afterPublish?.(row._id);
     } catch (err) {
       this.logger.warn(`[outbox] afterPublish hook failed for ${row._id}: ${errorText(err)}`);
     }
-    this.settle(row, "acked");
+    return "acked";
   }
 
-  private publishesFinished(): Promise<void> {
-    return new Promise((resolve) => {
-      const done = (): void => {
-        this.publishesDone.delete(done);
-        resolve();
-      };
-      this.publishesDone.add(done);
-    });
+  /** Resolves true with a publish slot taken, or false when the relay stops first. */
+  private publishSlot(): Promise<boolean> {
+    if (this.state !== "running") return Promise.resolve(false);
+    if (this.publishing < this.tuning.publishConcurrency && this.slotWaiters.length === 0) {
+      this.publishing++;
+      return Promise.resolve(true);
+    }
+    return new Promise((resolve) => this.slotWaiters.push(resolve));
+  }
+
+  /** Hand the slot to the oldest waiting row, or free it. */
+  private freePublishSlot(): void {
+    const next = this.state === "running" ? this.slotWaiters.shift() : undefined;
+    if (next !== undefined) next(true);
+    else this.publishing--;
   }
 
   // -- settlement: writing outcomes ---------------------------------------------------------------
 
-  /** Queue the outcome of a held row for the next settlement write. */
-  private settle(row: OutboxRow, outcome: "acked" | "release" | { error: string }): void {
-    if (!this.held.has(row._id) || this.state === "stopped") return;
-    if (outcome === "acked") this.acked.push(row);
-    else if (outcome === "release") this.released.push(row);
-    else {
-      this.counters.publishFailures++;
-      this.failed.push({ row, error: outcome.error });
-    }
-    this.kickSettlement();
+  /** Queue the outcome of a held row for the next settlement write; resolves once it is written (or given up on). */
+  private settle(row: OutboxRow, outcome: "acked" | "release" | { error: string }): Promise<void> {
+    if (this.state === "stopped") return Promise.resolve();
+    return new Promise((written) => {
+      if (outcome === "acked") this.acked.push({ item: row, written });
+      else if (outcome === "release") this.released.push({ item: row, written });
+      else {
+        this.counters.publishFailures++;
+        this.failed.push({ item: { row, error: outcome.error }, written });
+      }
+      this.kickSettlement();
+    });
   }
 
   /** Start the settlement writer unless it runs; it restarts itself for outcomes that came in late. */
@@ -484,28 +431,35 @@ export class OutboxRelay {
       const acked = this.acked.splice(0, MARK_BATCH);
       const failed = this.failed.splice(0);
       const released = this.released.splice(0);
+      const batch = [...acked, ...failed, ...released];
       let outcome: { published: number; died: Failure[]; retryAt: number | undefined };
       try {
-        outcome = await this.writeOutcomes(acked, failed, released);
+        outcome = await this.writeOutcomes(
+          acked.map((p) => p.item),
+          failed.map((p) => p.item),
+          released.map((p) => p.item),
+        );
       } catch (err) {
         failuresInARow++;
         this.acked.unshift(...acked);
         this.failed.unshift(...failed);
         this.released.unshift(...released);
         this.logger.warn(
-          `[outbox] relay ${this.owner}: recording ${acked.length + failed.length + released.length} publish outcomes failed (try ${failuresInARow}): ${errorText(err)}`,
+          `[outbox] relay ${this.owner}: recording ${batch.length} publish outcomes failed (try ${failuresInARow}): ${errorText(err)}`,
         );
         if (this.state !== "running" && failuresInARow >= 3) {
+          const abandoned = [...this.acked, ...this.failed, ...this.released];
           this.acked = [];
           this.failed = [];
           this.released = [];
+          for (const pending of abandoned) pending.written();
           return;
         }
         await delay(Math.min(1_000, 50 * 2 ** failuresInARow));
         continue;
       }
       failuresInARow = 0;
-      const now = this.now();
+      const now = this.clock.now();
       this.counters.published += outcome.published;
       this.countPublished(outcome.published, now);
       for (const { row, error } of outcome.died) {
@@ -515,16 +469,14 @@ export class OutboxRelay {
         );
       }
       if (failed.length > outcome.died.length) {
-        const first = failed[0] as Failure;
+        const first = (failed[0] as Pending<Failure>).item;
         this.logger.warn(
           `[outbox] relay ${this.owner}: ${failed.length} publishes failed, will retry (e.g. ${first.row._id}: ${first.error})`,
         );
       }
-      for (const row of acked) this.held.delete(row._id);
-      for (const { row } of failed) this.held.delete(row._id);
-      for (const row of released) this.held.delete(row._id);
-      if (outcome.retryAt !== undefined) this.signals.wakeAt(outcome.retryAt);
-      this.signals.signal("room");
+      if (outcome.retryAt !== undefined) this.worker?.wakeAt(outcome.retryAt);
+      // the rows leave the worker's hands: their slots free up for the next claim
+      for (const pending of batch) pending.written();
     }
   }
 
@@ -534,7 +486,7 @@ export class OutboxRelay {
     failed: readonly Failure[],
     released: readonly OutboxRow[],
   ): Promise<{ published: number; died: Failure[]; retryAt: number | undefined }> {
-    const now = this.now();
+    const now = this.clock.now();
     const at = new Date(now);
     const purgeAt = new Date(now + this.tuning.retentionMs);
     // computed once, outside the body: a re-run body must write the same delays
@@ -555,7 +507,7 @@ export class OutboxRelay {
           { _id: { $in: acked.map((r) => r._id) }, status: { $in: ["pending", "dead"] } },
           {
             $set: { status: "published", publishedAt: at, purgeAt },
-            $unset: { leaseOwner: "", leaseUntil: "", deadAt: "" },
+            $unset: { ...RELEASE_LEASE, deadAt: "" },
           },
         );
         published = result.modifiedCount;
@@ -565,11 +517,11 @@ export class OutboxRelay {
         const update = dead
           ? {
               $set: { status: "dead", attempts, lastError: failure.error, deadAt: at },
-              $unset: { leaseOwner: "", leaseUntil: "" },
+              $unset: RELEASE_LEASE,
             }
           : {
               $set: { attempts, lastError: failure.error, nextAttemptAt: new Date(nextAt) },
-              $unset: { leaseOwner: "", leaseUntil: "" },
+              $unset: RELEASE_LEASE,
             };
         const result = await outbox.updateOne(mine, update);
         // 0: the lease lapsed and another relay has the row now; its outcome is that relay's to write
@@ -580,27 +532,11 @@ export class OutboxRelay {
       if (released.length > 0) {
         await outbox.updateMany(
           { _id: { $in: released.map((r) => r._id) }, status: "pending", leaseOwner: this.owner },
-          { $unset: { leaseOwner: "", leaseUntil: "" } },
+          { $unset: RELEASE_LEASE },
         );
       }
       return { published, died, retryAt };
     });
-  }
-
-  /** Extend the leases of held rows, so a long publish never lets another relay take its row. */
-  private async renewLeases(): Promise<void> {
-    if (this.renewing || this.held.size === 0 || this.state === "stopped") return;
-    this.renewing = true;
-    try {
-      await this.outbox().updateMany(
-        { _id: { $in: [...this.held.keys()] }, status: "pending", leaseOwner: this.owner },
-        { $set: { leaseUntil: new Date(this.now() + this.tuning.leaseMs) } },
-      );
-    } catch (err) {
-      this.logger.warn(`[outbox] relay ${this.owner}: renewing leases failed: ${errorText(err)}`);
-    } finally {
-      this.renewing = false;
-    }
   }
 
   // -- helpers ------------------------------------------------------------------------------------

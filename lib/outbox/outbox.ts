@@ -6,6 +6,7 @@
 import { formatIssues } from "../../models/schema";
 import { envelopeIssues, type EventEnvelope, type EventType, type PayloadOf } from "../../models/events";
 import { uuidv7 } from "../../models/ids";
+import { systemClock, type Clock } from "../clock";
 import { InvalidEventError } from "../errors";
 import type { Doc, DocumentStore, Transaction } from "../store/store.port";
 
@@ -47,7 +48,7 @@ export interface NewEvent<T extends EventType = EventType> {
   version?: number;
   /** Defaults to a time-ordered UUID. */
   id?: string;
-  /** Defaults to now. */
+  /** Defaults to now, on the transaction's clock. */
   occurredAt?: Date;
 }
 
@@ -60,12 +61,12 @@ export interface OutboxTransaction extends Transaction {
 /** Wrap a store transaction so that `publish` writes outbox rows in it. */
 export function withOutbox(
   tx: Transaction,
-  context: { traceparent?: string | undefined } = {},
+  context: { traceparent?: string | undefined; clock?: Clock | undefined } = {},
 ): OutboxTransaction {
   return {
     collection: (name) => tx.collection(name),
     async publish<T extends EventType>(event: NewEvent<T>): Promise<EventEnvelope<T>> {
-      const envelope = buildEnvelope(event, context.traceparent);
+      const envelope = buildEnvelope(event, context.traceparent, context.clock);
       const occurredAt = new Date(envelope.occurredAt);
       const row: OutboxRow = {
         _id: envelope.id,
@@ -90,12 +91,13 @@ export function withOutbox(
 export function buildEnvelope<T extends EventType>(
   event: NewEvent<T>,
   traceparent?: string,
+  clock: Clock = systemClock,
 ): EventEnvelope<T> {
   const envelope: EventEnvelope<T> = {
     id: event.id ?? uuidv7(),
     type: event.type,
     version: event.version ?? 1,
-    occurredAt: (event.occurredAt ?? new Date()).toISOString(),
+    occurredAt: (event.occurredAt ?? new Date(clock.now())).toISOString(),
     aggregateType: event.aggregateType,
     aggregateId: event.aggregateId,
     ...(traceparent === undefined ? {} : { traceparent }),
@@ -145,6 +147,8 @@ export interface OutboxTransactionOptions {
   traceparent?: string | undefined;
   /** Called after a commit that published at least one event (wakes the relay). */
   afterCommit?: (published: number) => void;
+  /** The time of events without an `occurredAt`, which is also when their rows fall due (default: the real time). */
+  clock?: Clock;
 }
 
 /**
@@ -159,7 +163,7 @@ export async function runOutboxTransaction<R>(
   let published = 0;
   const result = await store.transaction(async (tx) => {
     published = 0;
-    const outboxTx = withOutbox(tx, { traceparent: options.traceparent });
+    const outboxTx = withOutbox(tx, { traceparent: options.traceparent, clock: options.clock });
     const counting: OutboxTransaction = {
       collection: outboxTx.collection,
       async publish(event) {

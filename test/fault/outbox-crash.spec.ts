@@ -11,6 +11,7 @@ import { spawn, type ChildProcessWithoutNullStreams } from "node:child_process";
 import { existsSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { ManualClock } from "../../lib/clock";
 import type { EventBus } from "../../lib/bus/bus.port";
 import { InboxConsumer } from "../../lib/inbox/inbox.consumer";
 import type { OutboxRow } from "../../lib/outbox/outbox";
@@ -185,9 +186,9 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox under kill -9 wi
       const recorder = await recordDeliveries(bus);
       const probe = new ProbeBus(bus);
       // a clock past the dead relay's leases, instead of waiting for them to run out
-      const later = (): number => Date.now() + OUTBOX_RELAY_DEFAULTS.leaseMs + 1_000;
+      const later = new ManualClock(Date.now() + OUTBOX_RELAY_DEFAULTS.leaseMs + 1_000);
       await startRelay(
-        new OutboxRelay({ store, bus: probe, owner: "restarted", pollIntervalMs: 50, now: later }),
+        new OutboxRelay({ store, bus: probe, owner: "restarted", pollIntervalMs: 50, clock: later }),
       );
 
       await waitFor(
@@ -252,8 +253,9 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox under kill -9 wi
       });
       await consumer.start();
       cleanup.push(() => consumer.stop());
-      const later = (): number => Date.now() + OUTBOX_RELAY_DEFAULTS.leaseMs + 1_000;
-      await startRelay(new OutboxRelay({ store, bus, owner: "restarted", pollIntervalMs: 50, now: later }));
+      // a clock past the dead relay's leases, instead of waiting for them to run out
+      const later = new ManualClock(Date.now() + OUTBOX_RELAY_DEFAULTS.leaseMs + 1_000);
+      await startRelay(new OutboxRelay({ store, bus, owner: "restarted", pollIntervalMs: 50, clock: later }));
 
       // the stream may also hold earlier tests' events, which this new durable receives too: look at ours
       const ours = new Set([...rows.values()].map((r) => r.aggregateId));

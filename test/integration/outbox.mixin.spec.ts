@@ -157,8 +157,8 @@ describe("outbox mixin", () => {
     // a row committed after the stop stays pending: nothing relays it any more
     await store.collection(OUTBOX_COLLECTION).insertOne({ ...pendingRow(), _id: "after-stop" });
     relay.wake();
-    // a quiet period for a negative check: a running relay, woken, would publish it at once
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // settled: a running relay, woken, would be idle only after a claim that found the row
+    await relay.idle();
     expect(await store.collection(OUTBOX_COLLECTION).findOne({ _id: "after-stop" })).toMatchObject({
       status: "pending",
     });

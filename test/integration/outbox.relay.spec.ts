@@ -8,6 +8,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import type { EventBus } from "../../lib/bus/bus.port";
+import { ManualClock } from "../../lib/clock";
 import {
   OUTBOX_COLLECTION,
   envelopeOf,
@@ -266,7 +267,7 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
       // not due yet: a later relay with a clock past nextAttemptAt publishes it
       await r.stop();
       probe.rejectIds.clear();
-      await relay({ store, bus: probe, now: () => Date.now() + 61_000 }).start();
+      await relay({ store, bus: probe, clock: new ManualClock(Date.now() + 61_000) }).start();
       await waitFor("the retry", () => recorder.ids().includes(id));
     });
 
@@ -329,18 +330,30 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
       const released = new Promise<void>((resolve) => (release = resolve));
       probe.gate = (message) => (message.id === slow ? released : Promise.resolve());
       const leaseMs = 300;
-      const first = relay({ store, bus: probe, leaseMs, batchSize: 5 });
+      // both relays read one clock, moved by the test (committed rows are due at its start)
+      const clock = new ManualClock();
+      const first = relay({ store, bus: probe, leaseMs, batchSize: 5, clock });
       await first.start();
       await waitFor("the rows behind the slow one", () => deliveredOf(recorder, behind).length === 30);
 
-      // a second relay looks for due rows while the slow publish outlives several lease periods
-      const second = relay({ store, bus: probe, leaseMs });
+      // the slow publish outlives four lease periods, in half-lease steps; after each step the lease
+      // is renewed, and a second relay that looks for due rows finds nothing to take
+      const second = relay({ store, bus: probe, leaseMs, clock, pollIntervalMs: 600_000 });
       await second.start();
-      await new Promise((resolve) => setTimeout(resolve, leaseMs * 4)); // quiet period for a negative check
+      const slowRow = async (): Promise<OutboxRow> => (await outboxRows(store)).get(slow) as OutboxRow;
+      for (let step = 0; step < 8; step++) {
+        clock.advance(leaseMs / 2);
+        await waitFor(
+          "the slow row's lease renewed on the moved clock",
+          async () => (await slowRow()).leaseUntil?.getTime() === clock.now() + leaseMs,
+        );
+        second.wake();
+        await second.idle();
+      }
       expect(probe.calls.filter((id) => id === slow)).toHaveLength(1);
-      const row = (await outboxRows(store)).get(slow) as OutboxRow;
+      const row = await slowRow();
       expect(row).toMatchObject({ status: "pending", leaseOwner: first.owner });
-      expect(row.leaseUntil?.getTime()).toBeGreaterThan(Date.now());
+      expect(row.leaseUntil?.getTime()).toBeGreaterThan(clock.now());
 
       release();
       await allPublished(store, 31);
@@ -361,13 +374,17 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
           { $set: { leaseOwner: "crashed-relay", leaseUntil: new Date(Date.now() + 30_000) } },
         );
 
-      let skew = 0;
-      await relay({ store, bus: probe, now: () => Date.now() + skew }).start();
+      const clock = new ManualClock();
+      const r = relay({ store, bus: probe, clock });
+      await r.start();
       await waitFor("the free row", () => recorder.ids().includes(free));
+      // settled: the relay's latest claim found nothing more it may take
+      await r.idle();
       expect(probe.calls).not.toContain(leased);
       expect((await outboxRows(store)).get(leased)?.status).toBe("pending");
 
-      skew = 31_000; // the lease has run out
+      clock.advance(31_000); // the lease has run out
+      r.wake();
       await waitFor("the taken-over row", () => recorder.ids().includes(leased));
       await allPublished(store, 2);
       expect((await outboxRows(store)).get(leased)).not.toHaveProperty("leaseOwner");
@@ -445,8 +462,8 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
       const at = Date.now();
       await commitOne(store, "old", { occurredAt: new Date(at - 5_000) });
       await commitOne(store, "new", { occurredAt: new Date(at - 1_000) });
-      let clock = at;
-      const r = relay({ store, bus: probe, now: () => clock });
+      const clock = new ManualClock(at);
+      const r = relay({ store, bus: probe, clock });
 
       expect(await r.stats()).toEqual({
         pending: 2,
@@ -458,7 +475,7 @@ describe.each([inProcessFixture(), jetStreamFixture()])("outbox relay with the $
       await r.start();
       await allPublished(store, 2);
       expect(await r.stats()).toMatchObject({ pending: 0, oldestPendingAgeMs: null, publishedLastMinute: 2 });
-      clock = at + 61_000;
+      clock.set(at + 61_000);
       expect(await r.stats()).toMatchObject({ publishedLastMinute: 0, counters: { published: 2 } });
     });
   });
@@ -502,9 +519,11 @@ describe("outbox relay with a store that reports inserts (MongoDB change streams
         () => recorder.ids().includes(seeded),
         5000,
       );
+      await relay.idle();
       // a commit by "another instance": nothing wakes this relay but the store's notice
       const id = await commitOne(embedded, "elsewhere");
-      await new Promise((resolve) => setTimeout(resolve, 300)); // quiet period: it must not be sent yet
+      // settled, not woken: had anything woken it, its claim would have found the row
+      await relay.idle();
       expect(recorder.ids()).not.toContain(id);
       onInsert?.();
       await waitFor("the row published after the insert notice", () => recorder.ids().includes(id), 5000);
