@@ -89,7 +89,8 @@ export class LeaseWorker<T> {
   private claiming = false;
   /** Items the latest claim found; undefined until a claim succeeded since start. */
   private lastFound: number | undefined;
-  private parked: (() => void) | undefined;
+  /** Resumes the parked loop; `room`: it waits for a slot (an item finishing), else for work. */
+  private parked: { reason: "work" | "room"; resume: () => void } | undefined;
   private loopDone: Promise<void> = Promise.resolve();
   private stopping: Promise<void> | undefined;
   /** Clock times at which to wake, earliest first. */
@@ -157,7 +158,7 @@ export class LeaseWorker<T> {
   wake(): void {
     if (this.state !== "running") return;
     this.requested = true;
-    this.parked?.();
+    this.parked?.resume();
   }
 
   /** Wake when clock time `at` falls due; moving a ManualClock past `at` wakes at once. */
@@ -200,7 +201,7 @@ export class LeaseWorker<T> {
     const { maxInFlight, room } = this.options;
     while (this.state === "running") {
       if (!this.requested && !this.backlog) {
-        await this.park();
+        await this.park("work");
         continue;
       }
       const allowed = Math.min(maxInFlight - this.held.size, room?.(this.held.size) ?? Infinity);
@@ -214,7 +215,7 @@ export class LeaseWorker<T> {
           this.lastFound = 0;
           this.settleIdle();
         }
-        await this.park();
+        await this.park(this.held.size > 0 ? "room" : "work");
         continue;
       }
       const limit = Math.min(allowed, this.claimBatch);
@@ -233,7 +234,7 @@ export class LeaseWorker<T> {
           `[${this.options.name}] ${this.options.owner}: claiming failed: ${errorText(err)}`,
         );
         // try again on a wake or at the next poll, not at once
-        await this.park();
+        await this.park("work");
         continue;
       }
       this.claiming = false;
@@ -246,21 +247,24 @@ export class LeaseWorker<T> {
     }
   }
 
-  /** Wait for a wake, a freed slot, a timed wake or the poll (which counts as a wake). */
-  private park(): Promise<void> {
+  /**
+   * Wait for a wake, a timed wake or the poll (which counts as a wake); for `room`, also for an
+   * item to finish.
+   */
+  private park(reason: "work" | "room"): Promise<void> {
     if (this.state !== "running") return Promise.resolve();
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.requested = true;
-        done();
+        resume();
       }, this.options.pollIntervalMs);
       timer.unref();
-      const done = (): void => {
+      const resume = (): void => {
         clearTimeout(timer);
-        if (this.parked === done) this.parked = undefined;
+        if (this.parked?.resume === resume) this.parked = undefined;
         resolve();
       };
-      this.parked = done;
+      this.parked = { reason, resume };
     });
   }
 
@@ -293,8 +297,10 @@ export class LeaseWorker<T> {
         // drained after a claim that found work: look once more rather than wait for the poll
         if (this.held.size === 0 && (this.lastFound ?? 0) > 0 && this.state === "running") {
           this.requested = true;
+          this.parked?.resume();
+        } else if (this.parked?.reason === "room") {
+          this.parked.resume();
         }
-        this.parked?.();
         this.settleIdle();
       });
     this.runs.set(key, run);
@@ -370,7 +376,7 @@ export class LeaseWorker<T> {
     if (this.wakeTimer !== undefined) clearTimeout(this.wakeTimer.timer);
     this.wakeTimer = undefined;
     this.wakeTimes = [];
-    this.parked?.();
+    this.parked?.resume();
     await this.loopDone;
     if (this.runs.size > 0) {
       let timer: NodeJS.Timeout | undefined;
