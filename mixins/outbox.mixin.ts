@@ -3,9 +3,8 @@
  * transaction in which writes to the service's collections and `tx.publish(event)` commit or roll
  * back together. Each service instance runs one relay (lib/outbox/outbox.relay.ts, on the shared
  * lease-claiming worker of lib/work/) that publishes the committed events to the bus; it wakes right
- * after a commit that published events, and polls as a fallback. Events and the relay read the
- * time from the process's clock (`Infrastructure.clock`). Actions `outboxStats`, `outboxDead` and `outboxReplay` back the REPL's `outbox`
- * command. Guarantees and operations: docs/outbox.md.
+ * after a commit that published events, and polls as a fallback. Actions `outboxStats`, `outboxDead`
+ * and `outboxReplay` back the REPL's `outbox` command. Guarantees and operations: docs/outbox.md.
  */
 import type { Context, ServiceSchema } from "moleculer";
 import { defineMixin } from "./schema";
@@ -35,7 +34,7 @@ export interface OutboxThis {
 
 interface OutboxVars extends OutboxThis {
   outboxStore: DocumentStore | undefined;
-  /** The process's clock: events' `occurredAt` and the relay's time. */
+  /** The `clock` option: events' `occurredAt` and the relay's time (the real time when absent). */
   outboxClock: Clock | undefined;
 }
 
@@ -87,7 +86,9 @@ export function OutboxMixin(options: OutboxMixinOptions = {}): Partial<ServiceSc
     // ── lifecycle ────────────────────────────────────────────────────────
     async started() {
       const infra = infrastructureOf(this.broker);
-      this.outboxClock = options.clock ?? infra.clock;
+      // not the process's clock by default: the inbox writes outbox rows of this store too, stamped
+      // by the real time, and a relay on a manual clock would see them as not yet due
+      this.outboxClock = options.clock;
       this.outboxStore = await infra.store(this.name);
       this.outbox = new OutboxRelay({
         ...options,
