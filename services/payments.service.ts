@@ -25,7 +25,7 @@
  * flight per instance), `leaseMs` (15 000: how long a crashed instance's payments wait to be taken over; must exceed the provider timeout), `backoffBaseMs` (500)
  * and `backoffMaxMs` (30 000) for retries (full jitter), `webhookWaitMs` (5 000: how long a
  * `processing` payment waits for its webhook before the first poll), `pollBackoffMaxMs` (60 000),
- * `pspTimeoutMs` (4 000), `pspBreaker` (overrides of lib/psp/psp.client.ts `pspBreakerOptions`),
+ * `pspTimeoutMs` (4 000), `pspBreaker` (overrides of lib/psp/psp.http.adapter.ts `pspBreakerOptions`),
  * `webhookToleranceSeconds` (300), `webhookRetentionDays` (30).
  */
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
@@ -35,14 +35,8 @@ import { infrastructureOf } from "../lib/infrastructure";
 import type { OutboxTransaction } from "../lib/outbox/outbox";
 import { retryDelayMs } from "../models/backoff";
 import { canSee, principalOf } from "../lib/principal";
-import {
-  PspClient,
-  pspBreakerOptions,
-  type ChargeOutcome,
-  type PaymentIntent,
-  type PspEvent,
-  type Refund,
-} from "../lib/psp/psp.client";
+import { PspHttpAdapter, pspBreakerOptions } from "../lib/psp/psp.http.adapter";
+import type { ChargeResult, PaymentIntent, PaymentProvider, PspEvent, Refund } from "../lib/psp/psp.port";
 import { verifySignature } from "../lib/psp/psp.signature";
 import type { Collection, Doc, Transaction, Update } from "../lib/store/store.port";
 import { BreakerMixin, type BreakerThis } from "../mixins/breaker.mixin";
@@ -160,7 +154,7 @@ interface PaymentsSettings {
 }
 
 interface PaymentsVars {
-  psp: PspClient;
+  psp: PaymentProvider;
   pspBreaker: Breaker;
   webhookSecrets: string[];
   charger: ChargerLoop | undefined;
@@ -429,7 +423,7 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
       // not ours any more, or the store is down: the lease runs out and the payment is tried again
       if (marked.matchedCount === 0) return;
       const wasUncertain = doc.chargeUncertain === true;
-      let outcome: ChargeOutcome | undefined;
+      let outcome: ChargeResult | undefined;
       let error: unknown;
       try {
         outcome = await this.psp.createPaymentIntent({
@@ -707,7 +701,7 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
     });
 
     this.pspBreaker = this.createBreaker({ ...pspBreakerOptions, ...this.settings.pspBreaker });
-    this.psp = new PspClient({
+    this.psp = new PspHttpAdapter({
       baseUrl: pspUrl,
       breaker: this.pspBreaker,
       timeoutMs: this.settings.pspTimeoutMs,

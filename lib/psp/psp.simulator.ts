@@ -21,7 +21,7 @@
 import { createHash, randomBytes } from "node:crypto";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { PaymentIntent, ProviderError, PspEvent, Refund } from "./psp.client";
+import type { PaymentIntent, ProviderError, PspEvent, Refund } from "./psp.port";
 import { signPayload } from "./psp.signature";
 import { PspState, type WebhookRecord, type WebhookStatus } from "./psp.state";
 

@@ -8,7 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import type { PaymentIntent, PspEvent, Refund } from "./psp.client";
+import type { PaymentIntent, PspEvent, Refund } from "./psp.port";
 
 /** A stored intent: the object the API returns, plus when a `processing` intent succeeds. */
 export interface StoredIntent {

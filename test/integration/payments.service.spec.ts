@@ -14,7 +14,7 @@ import { loadConfig } from "../../lib/config";
 import type { InboxStats } from "../../lib/inbox/inbox.consumer";
 import { infrastructureOf } from "../../lib/infrastructure";
 import { OUTBOX_COLLECTION, buildEnvelope, encodeEnvelope, type OutboxRow } from "../../lib/outbox/outbox";
-import type { PaymentIntent, PspEvent } from "../../lib/psp/psp.client";
+import type { PaymentIntent, PspEvent } from "../../lib/psp/psp.port";
 import { signPayload } from "../../lib/psp/psp.signature";
 import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
 import type { Doc, DocumentStore } from "../../lib/store/store.port";

@@ -6,7 +6,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Breaker, type BreakerStateChange } from "../../lib/breaker";
-import { PspClient, pspBreakerOptions, type PaymentIntent } from "../../lib/psp/psp.client";
+import { PspHttpAdapter, pspBreakerOptions } from "../../lib/psp/psp.http.adapter";
+import type { PaymentIntent } from "../../lib/psp/psp.port";
 import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
 import { freePort } from "../support/ports";
 import { TEST_WEBHOOK_SECRET, newKey } from "../support/psp";
@@ -19,7 +20,7 @@ describe("payment-provider client", () => {
   let sim: PspSimulator;
   let breaker: Breaker;
   let changes: BreakerStateChange[];
-  let client: PspClient;
+  let client: PspHttpAdapter;
 
   beforeEach(async () => {
     dir = mkdtempSync(join(tmpdir(), "ordermesh-psp-client-"));
@@ -30,7 +31,7 @@ describe("payment-provider client", () => {
       resetTimeoutMs: 300,
       onStateChange: (c) => changes.push(c),
     });
-    client = new PspClient({ baseUrl: sim.url, breaker, timeoutMs: 2000 });
+    client = new PspHttpAdapter({ baseUrl: sim.url, breaker, timeoutMs: 2000 });
   });
 
   afterEach(async () => {
@@ -137,14 +138,14 @@ describe("payment-provider client", () => {
     });
 
     sim.setFaults({ outage: false, latencyMs: 400 });
-    const impatient = new PspClient({ baseUrl: sim.url, breaker, timeoutMs: 100 });
+    const impatient = new PspHttpAdapter({ baseUrl: sim.url, breaker, timeoutMs: 100 });
     expect(await errorOf(impatient.getPaymentIntent("pi_x"))).toMatchObject({
       code: "PSP_UNAVAILABLE",
       retryable: true,
       data: { timeout: true, outcomeUnknown: true },
     });
 
-    const nobody = new PspClient({ baseUrl: `http://127.0.0.1:${await freePort()}`, breaker });
+    const nobody = new PspHttpAdapter({ baseUrl: `http://127.0.0.1:${await freePort()}`, breaker });
     expect(await errorOf(nobody.getPaymentIntent("pi_x"))).toMatchObject({
       code: "PSP_UNAVAILABLE",
       retryable: true,

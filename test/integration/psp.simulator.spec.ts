@@ -5,7 +5,7 @@
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { PaymentIntent, Refund } from "../../lib/psp/psp.client";
+import type { PaymentIntent, Refund } from "../../lib/psp/psp.port";
 import { verifySignature } from "../../lib/psp/psp.signature";
 import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
 import {

@@ -5,7 +5,7 @@
  */
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
-import type { PspEvent } from "../../lib/psp/psp.client";
+import type { PspEvent } from "../../lib/psp/psp.port";
 
 /** A secret good enough for config validation (long, random-looking, no placeholder word). */
 export const TEST_WEBHOOK_SECRET = "whsec_T7q2LmX9vRk4ZpN8wYc3";

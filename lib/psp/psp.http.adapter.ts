@@ -1,7 +1,8 @@
 /**
- * Client of the payment provider (a Stripe-like subset: payment intents, refunds; the shipped
- * simulator speaks it, lib/psp/psp.simulator.ts). Every call goes through a circuit breaker and
- * carries its own timeout (`AbortSignal.timeout`).
+ * The HTTP adapter of the payment-provider port (lib/psp/psp.port.ts): a Stripe-like subset
+ * (payment intents, refunds) spoken over `fetch`, as the shipped simulator (lib/psp/psp.simulator.ts)
+ * and a real provider answer it. Every call goes through a circuit breaker and carries its own
+ * timeout (`AbortSignal.timeout`).
  *
  * How answers are classified:
  * | answer                                  | result                                   | counts against the breaker |
@@ -12,81 +13,24 @@
  * | other 4xx                               | `PspRequestError` (PSP_REJECTED, not retryable), the provider's error in `data` | no |
  * | breaker open                            | `BreakerOpenError` (BREAKER_OPEN, retryable) | —                      |
  *
- * The client never retries: a caller retries where it is safe, which the `Idempotency-Key` makes
+ * The adapter never retries: a caller retries where it is safe, which the `Idempotency-Key` makes
  * true of creates and refunds (the provider answers a repeated key with the stored response).
  */
 import type { Breaker, BreakerOptions } from "../breaker";
 import { OrdermeshError } from "../errors";
-import type { Money } from "../../models/money";
+import {
+  PspRequestError,
+  PspUnavailableError,
+  type ChargeResult,
+  type CreatePaymentIntentRequest,
+  type CreateRefundRequest,
+  type PaymentIntent,
+  type PaymentProvider,
+  type ProviderError,
+  type Refund,
+} from "./psp.port";
 
-/** A payment intent as the provider returns it. */
-export interface PaymentIntent {
-  id: string;
-  object: "payment_intent";
-  /** `processing` → `succeeded`; a decline leaves it in `requires_payment_method`. */
-  status: "processing" | "succeeded" | "requires_payment_method" | "canceled";
-  /** Integer minor units. */
-  amount: number;
-  currency: string;
-  payment_method: string;
-  metadata: Record<string, string>;
-  /** Unix seconds. */
-  created: number;
-  /** Why the last attempt to pay failed (declines). */
-  last_payment_error?: ProviderError;
-}
-
-/** A refund as the provider returns it. */
-export interface Refund {
-  id: string;
-  object: "refund";
-  status: "succeeded" | "pending" | "failed";
-  amount: number;
-  currency: string;
-  payment_intent: string;
-  created: number;
-}
-
-/** The `error` object of a provider's error answer. */
-export interface ProviderError {
-  type: string;
-  code?: string;
-  decline_code?: string;
-  message?: string;
-  payment_intent?: PaymentIntent;
-  [field: string]: unknown;
-}
-
-/** A webhook event as the provider posts it. */
-export interface PspEvent<T = PaymentIntent | Refund> {
-  id: string;
-  type: string;
-  /** Unix seconds. */
-  created: number;
-  data: { object: T };
-}
-
-/** What creating a payment intent led to. */
-export type ChargeOutcome =
-  | { outcome: "processing" | "succeeded"; intent: PaymentIntent }
-  | { outcome: "declined"; declineCode: string; message: string; intent?: PaymentIntent };
-
-export interface CreatePaymentIntentRequest {
-  /** Makes a retried create safe: the same key always yields the same intent. */
-  idempotencyKey: string;
-  amount: Money;
-  paymentMethod: string;
-  metadata?: Record<string, string>;
-}
-
-export interface CreateRefundRequest {
-  idempotencyKey: string;
-  paymentIntentId: string;
-  /** Defaults to what remains of the payment. */
-  amount?: Money;
-}
-
-export interface PspClientOptions {
+export interface PspHttpAdapterOptions {
   /** Base URL of the provider, e.g. `http://127.0.0.1:4242`. */
   baseUrl: string;
   breaker: Breaker;
@@ -96,24 +40,6 @@ export interface PspClientOptions {
   apiKey?: string;
   /** For tests; defaults to the global `fetch`. */
   fetch?: typeof fetch;
-}
-
-/** The provider refused the request (4xx other than a decline); retrying the same request cannot help. */
-export class PspRequestError extends OrdermeshError {
-  constructor(message: string, data: { status: number; error: ProviderError | undefined; path: string }) {
-    super("PSP_REJECTED", message, { retryable: false, data });
-  }
-}
-
-/**
- * The provider could not be reached or failed (5xx, 429, network, timeout). `data.outcomeUnknown` is
- * false only when the request certainly did nothing (429 and 503 say so, a refused connection never
- * delivered it); after a timeout, a reset or another 5xx the provider may have acted on it.
- */
-export class PspUnavailableError extends OrdermeshError {
-  constructor(message: string, data: Record<string, unknown> & { outcomeUnknown: boolean }, cause?: unknown) {
-    super("PSP_UNAVAILABLE", message, { retryable: true, data, cause });
-  }
 }
 
 /** A card decline (HTTP 402): the provider working as intended. Mapped to the `declined` outcome. */
@@ -147,25 +73,25 @@ export const pspBreakerOptions: Omit<BreakerOptions, "onStateChange"> & { name: 
 
 const DEFAULT_TIMEOUT_MS = 4000;
 
-export class PspClient {
+export class PspHttpAdapter implements PaymentProvider {
   private readonly baseUrl: string;
   private readonly breaker: Breaker;
   private readonly timeoutMs: number;
   private readonly apiKey: string | undefined;
   private readonly fetch: typeof fetch;
 
-  constructor(options: PspClientOptions) {
+  constructor(options: PspHttpAdapterOptions) {
     this.baseUrl = options.baseUrl.replace(/\/+$/, "");
     this.breaker = options.breaker;
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     this.apiKey = options.apiKey;
     this.fetch = options.fetch ?? globalThis.fetch;
     if (!Number.isInteger(this.timeoutMs) || this.timeoutMs < 1)
-      throw new RangeError(`PspClient timeoutMs must be a positive integer, got ${this.timeoutMs}`);
+      throw new RangeError(`PspHttpAdapter timeoutMs must be a positive integer, got ${this.timeoutMs}`);
   }
 
   /** Charge: `processing` (confirmation follows by webhook), `succeeded`, or `declined`. */
-  async createPaymentIntent(request: CreatePaymentIntentRequest): Promise<ChargeOutcome> {
+  async createPaymentIntent(request: CreatePaymentIntentRequest): Promise<ChargeResult> {
     try {
       const intent = (await this.request("POST", "/v1/payment_intents", request.idempotencyKey, {
         amount: request.amount.minor,
