@@ -268,6 +268,10 @@ export class Payment {
     return this.state.orderId;
   }
 
+  get customerId(): string {
+    return this.state.customerId;
+  }
+
   get status(): PaymentStatus {
     return this.state.status;
   }
