@@ -3,6 +3,10 @@
  * provider simulator. The simulator's webhooks reach a small local receiver that forwards the raw
  * body and signature to `payments.webhook`, as the gateway does. Events are published on the
  * broker's bus as the orders service would; what payments publishes is read from its outbox.
+ *
+ * The service reads a manual clock: retries, polls and leases fall due only when a test moves it.
+ * A negative check waits until everything has settled (no webhook owed, no intent of the order
+ * still processing, the charger idle after a fresh look), never for a quiet period.
  */
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -10,14 +14,17 @@ import { join } from "node:path";
 import { ServiceBroker } from "moleculer";
 import type { EventBus } from "../../lib/bus/bus.port";
 import type { BreakerStats } from "../../lib/breaker";
+import { ManualClock } from "../../lib/clock";
 import { loadConfig } from "../../lib/config";
 import type { InboxStats } from "../../lib/inbox/inbox.consumer";
 import { infrastructureOf } from "../../lib/infrastructure";
 import { OUTBOX_COLLECTION, buildEnvelope, encodeEnvelope, type OutboxRow } from "../../lib/outbox/outbox";
-import type { PaymentIntent, PspEvent } from "../../lib/psp/psp.port";
+import type { PaymentIntent, PspEvent, Refund } from "../../lib/psp/psp.port";
 import { signPayload } from "../../lib/psp/psp.signature";
 import { startPspSimulator, type PspSimulator } from "../../lib/psp/psp.simulator";
+import { PaymentRepository } from "../../lib/repositories/payment.repository";
 import type { Doc, DocumentStore } from "../../lib/store/store.port";
+import type { LeaseWorker } from "../../lib/work/lease-worker";
 import type { AnyServiceSchema } from "../../mixins/schema";
 import { subjectOf, type EventEnvelope, type EventType } from "../../models/events";
 import { createBrokerOptions } from "../../moleculer.config";
@@ -28,6 +35,10 @@ import { waitFor } from "../support/wait";
 
 const SLOW_MS = 2500;
 const LONG = 15_000;
+/** The service's retry settings here (see the schema below). */
+const BACKOFF_MAX_MS = 300;
+const WEBHOOK_WAIT_MS = 300;
+const MAX_REFUND_REJECTIONS = 3;
 
 interface PaymentDoc extends Doc {
   orderId: string;
@@ -36,6 +47,8 @@ interface PaymentDoc extends Doc {
   cancelRequested: boolean;
   providerPaymentId?: string;
   declineCode?: string;
+  refundId?: string;
+  refundRejections?: number;
   history: { status: string }[];
 }
 
@@ -82,6 +95,7 @@ describe("payments service", () => {
   let broker: ServiceBroker;
   let bus: EventBus;
   let store: DocumentStore;
+  let clock: ManualClock;
 
   beforeAll(async () => {
     dir = mkdtempSync(join(tmpdir(), "ordermesh-payments-"));
@@ -106,16 +120,18 @@ describe("payments service", () => {
       PSP_URL: sim.url,
       PSP_WEBHOOK_SECRET: TEST_WEBHOOK_SECRET,
     });
-    broker = new ServiceBroker({ ...createBrokerOptions(config), logger: false });
+    clock = new ManualClock(Date.now());
+    broker = new ServiceBroker({ ...createBrokerOptions(config, {}, { clock }), logger: false });
     const schema: AnyServiceSchema = {
       ...PaymentsService,
       settings: {
         ...PaymentsService.settings,
         chargerPollIntervalMs: 50,
         backoffBaseMs: 50,
-        backoffMaxMs: 300,
-        webhookWaitMs: 300,
+        backoffMaxMs: BACKOFF_MAX_MS,
+        webhookWaitMs: WEBHOOK_WAIT_MS,
         pollBackoffMaxMs: 600,
+        maxRefundRejections: MAX_REFUND_REJECTIONS,
         pspTimeoutMs: 2000,
         pspBreaker: { resetTimeoutMs: 400 },
       },
@@ -168,6 +184,35 @@ describe("payments service", () => {
     return (await paymentOf(orderId)) as PaymentDoc;
   }
 
+  /** Like waitForStatus, moving the clock `stepMs` at each look, so that retries and polls fall due. */
+  async function advanceUntilStatus(orderId: string, status: string, stepMs: number): Promise<PaymentDoc> {
+    await waitFor(
+      `payment of ${orderId} to be ${status} as time passes`,
+      async () => {
+        if ((await statusOf(orderId)) === status) return true;
+        clock.advance(stepMs);
+        return false;
+      },
+      LONG,
+    );
+    return (await paymentOf(orderId)) as PaymentDoc;
+  }
+
+  /**
+   * Wait until nothing more can happen to `orderIds` without the clock moving: no webhook owed, no
+   * intent of theirs still processing at the provider, and the charger idle after a fresh look.
+   */
+  async function settled(...orderIds: string[]): Promise<void> {
+    await waitFor("the provider to have nothing in flight", () => {
+      const processing = orderIds.flatMap(intentsOf).some((intent) => intent.status === "processing");
+      return !processing && sim.stats().webhooks.pending === 0;
+    });
+    const charger = (broker.getLocalService("payments") as unknown as { charger: LeaseWorker<unknown> })
+      .charger;
+    charger.wake();
+    await charger.idle();
+  }
+
   async function rejection(
     promise: Promise<unknown>,
   ): Promise<{ code?: unknown; type?: unknown; data?: unknown }> {
@@ -188,7 +233,7 @@ describe("payments service", () => {
       "payment.captured",
       async () => (await published("payment.captured", orderId)).length === 1,
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await settled(orderId);
 
     const events = await published("payment.captured", orderId);
     expect(events).toHaveLength(1);
@@ -272,7 +317,7 @@ describe("payments service", () => {
       const stats = await broker.call<InboxStats>("payments.inboxStats");
       return (stats.subscriptions["order.created"]?.processed ?? 0) >= 2;
     });
-    await new Promise((r) => setTimeout(r, 300));
+    await settled(orderId);
 
     expect(await store.collection("payments").countDocuments({ orderId })).toBe(1);
     expect(intentsOf(orderId)).toHaveLength(1);
@@ -296,9 +341,10 @@ describe("payments service", () => {
     expect(orderIds.flatMap(intentsOf)).toHaveLength(0);
 
     sim.setFaults({ outage: false });
-    for (const orderId of orderIds) await waitForStatus(orderId, "captured");
+    // the retries fall due as time passes; the breaker lets them through once its probe succeeds
+    for (const orderId of orderIds) await advanceUntilStatus(orderId, "captured", BACKOFF_MAX_MS);
     await waitFor("the breaker to close", async () => (await pspBreaker())?.state === "closed", LONG);
-    await new Promise((r) => setTimeout(r, 300));
+    await settled(...orderIds);
     for (const orderId of orderIds) {
       expect(intentsOf(orderId)).toHaveLength(1);
       expect(await published("payment.captured", orderId)).toHaveLength(1);
@@ -310,7 +356,14 @@ describe("payments service", () => {
     sim.setFaults({ dropWebhooks: true });
     const orderId = nextOrderId();
     send(orderCreated(orderId));
+    await waitForStatus(orderId, "processing");
+    await waitFor("the intent to succeed at the provider", () =>
+      intentsOf(orderId).every((intent) => intent.status === "succeeded"),
+    );
+    expect(await statusOf(orderId)).toBe("processing");
 
+    // no webhook comes: once it has waited webhookWaitMs, the payment is polled
+    clock.advance(WEBHOOK_WAIT_MS);
     const payment = await waitForStatus(orderId, "captured");
 
     expect(
@@ -441,7 +494,7 @@ describe("payments service", () => {
       "payment.refunded",
       async () => (await published("payment.refunded", orderId)).length === 1,
     );
-    await new Promise((r) => setTimeout(r, 300));
+    await settled(orderId);
 
     const events = await published("payment.refunded", orderId);
     expect(events).toHaveLength(1);
@@ -485,6 +538,46 @@ describe("payments service", () => {
     ]);
   });
 
+  it("parks a refund the provider keeps refusing as refund_dead, and records a refund it reports later", async () => {
+    const orderId = nextOrderId();
+    send(orderCreated(orderId, "pm_card_visa", 1500));
+    const payment = await waitForStatus(orderId, "captured");
+    // refunded at the provider by someone else, and its webhook lost: our own refund is refused
+    sim.setFaults({ dropWebhooks: true });
+    const outOfBand = await callPsp<Refund>(sim.url, "POST", "/v1/refunds", {
+      idempotencyKey: `manual_${payment._id}`,
+      body: { payment_intent: payment.providerPaymentId },
+    });
+    expect(outOfBand.status).toBe(200);
+    send(orderCancelled(orderId, "PAID", 1500));
+
+    const dead = await advanceUntilStatus(orderId, "refund_dead", BACKOFF_MAX_MS);
+
+    expect(dead).toMatchObject({ refundRejections: MAX_REFUND_REJECTIONS, attempts: MAX_REFUND_REJECTIONS });
+    expect(dead.history.map((h) => h.status).slice(-3)).toEqual(["captured", "refunding", "refund_dead"]);
+    expect(await published("payment.refunded", orderId)).toHaveLength(0);
+    expect(sim.refunds().filter((r) => r.payment_intent === payment.providerPaymentId)).toHaveLength(1);
+    expect((await broker.call<PaymentStats>("payments.stats")).byStatus.refund_dead).toBeGreaterThanOrEqual(
+      1,
+    );
+
+    // the provider's report of that refund still lands
+    const event: PspEvent = {
+      id: `evt_refund_${orderId}`,
+      type: "charge.refunded",
+      created: Math.floor(Date.now() / 1000),
+      data: { object: outOfBand.body },
+    };
+    const body = JSON.stringify(event);
+    expect(
+      await webhook(body, signPayload(TEST_WEBHOOK_SECRET, body, Math.floor(Date.now() / 1000))),
+    ).toEqual({
+      received: true,
+    });
+    expect(await paymentOf(orderId)).toMatchObject({ status: "refunded", refundId: outOfBand.body.id });
+    expect(await published("payment.refunded", orderId)).toHaveLength(1);
+  });
+
   it("never charges an order whose cancellation arrived before its creation", async () => {
     const orderId = nextOrderId();
     send(orderCancelled(orderId, "PENDING_PAYMENT"));
@@ -497,7 +590,7 @@ describe("payments service", () => {
       const stats = await broker.call<InboxStats>("payments.inboxStats");
       return (stats.subscriptions["order.created"]?.processed ?? 0) > before;
     });
-    await new Promise((r) => setTimeout(r, 400));
+    await settled(orderId);
 
     expect(await statusOf(orderId)).toBe("cancelled");
     expect(await store.collection("payments").countDocuments({ orderId })).toBe(1);
@@ -515,7 +608,9 @@ describe("payments service", () => {
 
     const done = await waitForStatus(orderId, "cancelled");
     sim.setFaults({ outage: false });
-    await new Promise((r) => setTimeout(r, 400));
+    // long past any retry it had pending
+    clock.advance(BACKOFF_MAX_MS * 2);
+    await settled(orderId);
 
     expect(await statusOf(orderId)).toBe("cancelled");
     expect(done.cancelRequested).toBe(true);
@@ -537,7 +632,7 @@ describe("payments service", () => {
     expect(await statusOf(orderId)).toBe("pending");
     sim.setFaults({ errorRate: 0 });
 
-    const done = await waitForStatus(orderId, "refunded");
+    const done = await advanceUntilStatus(orderId, "refunded", BACKOFF_MAX_MS);
     await waitFor(
       "payment.refunded",
       async () => (await published("payment.refunded", orderId)).length === 1,
@@ -553,21 +648,17 @@ describe("payments service", () => {
     const orderId = nextOrderId();
     send(orderCreated(orderId, "pm_card_visa", 777));
     await waitFor("a failed attempt", async () => ((await paymentOf(orderId))?.attempts ?? 0) >= 1, LONG);
-    // another instance claimed it, sent the charge, and died before recording anything
-    const leaseUntil = new Date(Date.now() + 1000);
-    await waitFor("the payment to be between attempts", async () => {
-      const result = await store.collection("payments").updateOne(
-        { orderId, status: "pending", leaseOwner: { $exists: false } },
-        {
-          $set: {
-            leaseOwner: "crashed-node:payments",
-            leaseUntil,
-            nextAttemptAt: leaseUntil,
-            chargeUncertain: true,
-          },
-        },
-      );
-      return result.modifiedCount === 1;
+    // another instance, whose claim ran a minute later, took it with a 1 s lease, marked the charge
+    // as sent (it went out, below) and died before recording anything
+    const crashedClock = new ManualClock(clock.now() + 60_000);
+    const crashed = new PaymentRepository(store, crashedClock, { leaseMs: 1000 });
+    const crashedOwner = "crashed-node:payments";
+    await waitFor("the payment to be between attempts, and taken by the other instance", async () => {
+      const claimed = (await crashed.claimDue(50, crashedOwner)).find((p) => p.orderId === orderId);
+      if (claimed === undefined) return false;
+      claimed.startCharge(new Date(crashedClock.now()));
+      await crashed.saveAlone(claimed, { heldBy: crashedOwner });
+      return true;
     });
     const payment = (await paymentOf(orderId)) as PaymentDoc;
     sim.setFaults({ outage: false, dropWebhooks: true });
@@ -587,7 +678,12 @@ describe("payments service", () => {
       async () => (await paymentOf(orderId))?.cancelRequested === true,
     );
 
-    const done = await waitForStatus(orderId, "refunded", LONG);
+    expect(await statusOf(orderId)).toBe("pending");
+
+    // its lease runs out: this instance takes the payment over, sends the same key, learns of the
+    // charge by polling (webhooks are dropped) and refunds it
+    clock.set(crashedClock.now() + 1000);
+    const done = await advanceUntilStatus(orderId, "refunded", WEBHOOK_WAIT_MS);
 
     expect(intentsOf(orderId).map((i) => i.id)).toEqual([landed.body.id]);
     expect(done.providerPaymentId).toBe(landed.body.id);
