@@ -143,15 +143,16 @@ describe("payment-provider simulator", () => {
   });
 
   it("keeps pm_card_slow processing for slowMs", async () => {
+    const started = Date.now();
     const res = await create({ amount: 700, currency: "USD", payment_method: "pm_card_slow" });
     expect(res.body.status).toBe("processing");
-    await new Promise((r) => setTimeout(r, 150));
-    expect((await getIntent(res.body.id)).body.status).toBe("processing");
     await waitFor(
       "the slow intent to succeed",
       async () => (await getIntent(res.body.id)).body.status === "succeeded",
       8000,
     );
+    // not before slowMs had passed since the create was sent (a timer never fires early)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(SLOW_MS);
   });
 
   it("refuses malformed requests without creating anything", async () => {
@@ -309,8 +310,17 @@ describe("payment-provider simulator", () => {
       "the intent to succeed",
       async () => (await getIntent(res.body.id)).body.status === "succeeded",
     );
-    await new Promise((r) => setTimeout(r, 200));
+    // the event happened: its webhook is recorded as dropped, and nothing is owed
+    await waitFor("its webhook to be settled", () =>
+      sim.webhooks().some((w) => w.body.includes(res.body.id) && w.status !== "pending"),
+    );
 
+    expect(
+      sim
+        .webhooks()
+        .filter((w) => w.body.includes(res.body.id))
+        .map((w) => w.status),
+    ).toEqual(["dropped"]);
     expect(receiver.received.filter((r) => r.event.data.object.id === res.body.id)).toHaveLength(0);
     expect(sim.stats().webhooks.dropped).toBe(1);
   });
