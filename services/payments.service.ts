@@ -23,6 +23,7 @@
  * lib/psp/psp.http.adapter.ts `pspBreakerOptions`), `webhookToleranceSeconds` (300),
  * `webhookRetentionDays` (30).
  */
+import { PAYMENT_LIST_PARAMS } from "../lib/params";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import type { Breaker, BreakerOptions } from "../lib/breaker";
 import { dateOf } from "../lib/clock";
@@ -166,7 +167,7 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
     /** The payments of an order; a customer sees only their own (someone else's: an empty list). */
     list: {
       visibility: "public",
-      params: { $$strict: true, orderId: { type: "string", min: 1, max: 128 } },
+      params: PAYMENT_LIST_PARAMS,
       async handler(
         this: PaymentsThis,
         ctx: Context<{ orderId: string }>,
