@@ -16,7 +16,7 @@
  * BENCH_ORDERS_LOG=<file> keeps ordermesh's log. Refused requests are counted and reported, not hidden.
  */
 import { spawn, type ChildProcess } from "node:child_process";
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { mkdtempSync, openSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -36,8 +36,9 @@ const SKUS = Array.from(
   { length: intFromEnv("BENCH_ORDERS_SKUS", 50) },
   (_, i) => `BENCH-${String(i).padStart(3, "0")}`,
 );
-const JWT_SECRET = "bench-jwt-secret-0123456789";
-const WEBHOOK_SECRET = "whsec_bench_0123456789abcdef";
+/** Fresh random secrets per run: ordermesh refuses placeholders and low-entropy values. */
+const JWT_SECRET = randomBytes(32).toString("base64url");
+const WEBHOOK_SECRET = `whsec_${randomBytes(24).toString("base64url")}`;
 const GOALS = { paidPerSecond: 1000, pacedP99Ms: 35, ceilingShare: 0.25 };
 
 function intFromEnv(name: string, fallback: number): number {
