@@ -1,5 +1,5 @@
 /**
- * The event catalog (DESIGN §5): the envelope every event travels in, the v1 event types and the
+ * The event catalog (README, "Events: outbox and inbox"; docs/outbox.md): the envelope every event travels in, the v1 event types and the
  * schema of each payload. Validated when an event is published (outbox) and when it is consumed
  * (inbox). A breaking change to a payload is a new version, added beside the old one.
  */

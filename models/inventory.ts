@@ -1,5 +1,5 @@
 /**
- * Stock and reservations (DESIGN §4). Per SKU the counters always satisfy
+ * Stock and reservations (docs/inventory.md). Per SKU the counters always satisfy
  *
  *   available + reserved + sold = received      (every counter a non-negative integer)
  *

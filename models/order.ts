@@ -1,5 +1,5 @@
 /**
- * The order aggregate (DESIGN §4, docs/orders.md). Every transition is a method that refuses an
+ * The order aggregate (docs/orders.md). Every transition is a method that refuses an
  * illegal move with a typed error and returns the events it raises, exactly as the outbox publishes
  * them; each change is appended to the status history.
  *
@@ -93,7 +93,7 @@ export interface PlacedOrder {
  * - `PAID_BY_ANOTHER_PAYMENT`: a capture of another payment for an order already paid; the order
  *   keeps its first payment, and the money of the second is not the order's;
  * - `CAPTURED_AFTER_CANCELLATION`: money taken for a cancelled order; payments gives it back when it
- *   learns of the capture (DESIGN §4: money for a cancelled order never stays);
+ *   learns of the capture (docs/payments.md: money for a cancelled order never stays);
  * - `ALREADY_CANCELLED`: a cancellation, a payment failure or the deadline of a cancelled order;
  * - `NOT_AWAITING_PAYMENT`: a payment failure or the deadline of an order that is paid (or further);
  * - `NOT_OVERDUE`: the deadline looked at before it passed.

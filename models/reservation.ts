@@ -78,7 +78,7 @@ export interface StockChange {
 
 /**
  * The event types a reservation raises: those of the catalog named `reservation.*` or
- * `inventory.*`. The v1 catalog (DESIGN §5) has none, since inventory listens to orders and tells
+ * `inventory.*`. The v1 catalog (README, "Events: outbox and inbox") has none, since inventory listens to orders and tells
  * nobody, so every decision returns an empty `events` today; the repository publishes whatever
  * a decision returns through the outbox, in the transaction that saves it.
  */

@@ -1,5 +1,5 @@
 /**
- * inventory service: stock per SKU and the reservations of orders (DESIGN §4, docs/inventory.md).
+ * inventory service: stock per SKU and the reservations of orders (docs/inventory.md).
  * The rules are the model's: stock moves in models/inventory.ts, the reservation decisions in
  * models/reservation.ts. The repositories (lib/repositories/product.repository.ts and
  * reservation.repository.ts) write a decision, its guarded stock moves and its events in one store

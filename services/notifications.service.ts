@@ -1,5 +1,5 @@
 /**
- * notifications service: tells customers about their orders (DESIGN §4). On `order.created`,
+ * notifications service: tells customers about their orders (docs/notifications.md). On `order.created`,
  * `order.paid`, `order.cancelled` and `payment.refunded` it renders one message per channel
  * (models/notification-template.ts) and creates a pending `Notification` for each in the inbox
  * transaction — one per (event, channel), ever (lib/repositories/notification.repository.ts). The

@@ -1,5 +1,5 @@
 /**
- * orders service: places orders (DESIGN §4), answers for them, cancels them, and moves them on
+ * orders service: places orders (docs/orders.md), answers for them, cancels them, and moves them on
  * when payments report. The rules are the order aggregate's (models/order.ts), which raises the
  * events; every order is read and written through lib/repositories/order.repository.ts, which
  * commits each change together with its events through the outbox.

@@ -2,7 +2,7 @@
  * The HTTP API against hostile clients. fast-check generates well over 2,000 requests across every
  * route — forged, expired and misused tokens, other customers' orders, unknown fields, wrong types
  * and ranges, malformed, oversized and non-JSON bodies, invalid UTF-8, odd methods, paths, headers
- * and query strings, forged webhooks — and each answer is judged by DESIGN §6: never a 5xx, every
+ * and query strings, forged webhooks — and each answer is judged by the README's HTTP API section: never a 5xx, every
  * error the envelope `{ error: { code, message, details?, requestId } }` with the X-Request-Id
  * header's id, no internals, the status the contract names. After the run no store has changed and
  * no built-in prototype is polluted. Rate limits are off, so that a 429 never hides an answer.

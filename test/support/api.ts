@@ -1,4 +1,4 @@
-/** A small client for the HTTP API of DESIGN §6, for end-to-end tests and the benchmark. */
+/** A small client for the HTTP API (README, "HTTP API (v1)"), for end-to-end tests and the benchmark. */
 import { randomUUID } from "node:crypto";
 import { issueToken } from "../../lib/auth/jwt";
 import type { Role } from "../../lib/constants";
