@@ -1,5 +1,5 @@
 /**
- * Money: integer minor units and an ISO 4217 currency, never floats (docs/orders.md). Arithmetic stays
+ * Money: integer minor units and an ISO 4217 currency, never floats (README, "HTTP API (v1)"). Arithmetic stays
  * in safe integers; mixing currencies, overflow and fractional minor units are errors. Percentages
  * are basis points with half-even rounding. Parse and format only at the edges.
  */
