@@ -153,6 +153,16 @@ export const DOMAIN_REFUSALS: Readonly<Record<string, RefusalStatus>> = {
   INVALID_RESERVATION: 422,
   /** A stock move of a quantity that is not a positive safe integer within the limits. */
   INVALID_QUANTITY: 422,
+  /** A reservation names a SKU the catalog does not have. */
+  UNKNOWN_SKU: 422,
+  /** Not enough units available for every line of a reservation. */
+  OUT_OF_STOCK: 409,
+  /** The same order id was reserved before with other lines. */
+  RESERVATION_MISMATCH: 409,
+  /** The reservation was released already (expired or cancelled). */
+  RESERVATION_RELEASED: 409,
+  /** The reservation's units were sold already. */
+  RESERVATION_COMMITTED: 409,
 };
 
 const ILLEGAL_TRANSITION = /^ILLEGAL_[A-Z][A-Z0-9_]*_TRANSITION$/;

@@ -15,6 +15,7 @@
  * Settings (tests shorten them): `holdTtlMs` (default 15 min), `sweepIntervalMs` (5 s), `sweepBatch`.
  * Time comes from `this.clock`.
  */
+import { asClientError } from "../lib/http/error-response";
 import {
   ID_PARAM,
   ORDER_ITEMS_PARAM,
@@ -44,7 +45,6 @@ import {
   productViewOf,
   stockReportOf,
   visibleProductFields,
-  type InventoryErrorCode,
   type ProductAdminView,
   type ProductView,
   type RequestedLine,
@@ -465,20 +465,9 @@ function linesOfEvent(
   }
 }
 
-/** The model's refusals a caller sees, by code, and their HTTP status. */
-const CLIENT_ERRORS: Partial<Record<InventoryErrorCode, number>> = {
-  INVALID_RESERVATION: 422,
-  INVALID_QUANTITY: 422,
-  UNKNOWN_SKU: 422,
-  OUT_OF_STOCK: 409,
-  RESERVATION_MISMATCH: 409,
-  RESERVATION_RELEASED: 409,
-  RESERVATION_COMMITTED: 409,
-};
-
 /**
  * Runs `work`, turning what it throws into what a caller gets: a model refusal → a client error of
- * the same code; a failed stock guard → 503 `STOCK_CHANGED` while reserving (the stock moved since
+ * the same code (the one mapper, lib/http/error-response.ts); a failed stock guard → 503 `STOCK_CHANGED` while reserving (the stock moved since
  * it was read: retry), else 500 `STOCK_INCONSISTENT` (the counters disagree with the reservation);
  * a reservation changed meanwhile → 503 `RESERVATION_CHANGED`.
  */
@@ -486,15 +475,13 @@ async function callerErrors<R>(work: () => Promise<R>, during?: "reserve"): Prom
   try {
     return await work();
   } catch (err) {
-    const { name, code, message, details, data } = (err ?? {}) as {
-      name?: unknown;
+    const refusal = asClientError(err);
+    if (refusal !== err) throw refusal;
+    const { code, message, data } = (err ?? {}) as {
       code?: unknown;
       message?: unknown;
-      details?: Record<string, unknown>;
       data?: { move?: unknown; skus?: unknown };
     };
-    const status = name === "InventoryError" ? CLIENT_ERRORS[code as InventoryErrorCode] : undefined;
-    if (status !== undefined) throw new MoleculerClientError(String(message), status, String(code), details);
     if (code === "STOCK_GUARD_FAILED" && during === "reserve")
       throw new MoleculerRetryableError("stock changed during the reservation", 503, "STOCK_CHANGED", {
         skus: data?.skus,

@@ -14,6 +14,7 @@
  * Settings (tests shorten them): `sweepIntervalMs` (how often unpaid orders are looked for),
  * `sweepBatch` (how many per sweep). Details: docs/orders.md.
  */
+import { asClientError } from "../lib/http/error-response";
 import { createHash } from "node:crypto";
 import { Errors, type Context, type Service, type ServiceSchema } from "moleculer";
 import { dateOf } from "../lib/clock";
@@ -337,15 +338,6 @@ function orderNotFound(id: string): Errors.MoleculerClientError {
 /** An event about an order this service never stored: it cannot become true by retrying. */
 function unknownOrder(orderId: string, type: string): PermanentError {
   return new PermanentError(`${type} for unknown order ${orderId}`, { orderId, type });
-}
-
-/** The aggregate's refusals as client errors: illegal transition → 409, invalid order → 422. */
-function asClientError(err: unknown): unknown {
-  const { code, message, details } = err as { code?: unknown; message?: unknown; details?: unknown };
-  if (code === "ILLEGAL_ORDER_TRANSITION")
-    return new MoleculerClientError(String(message), 409, code, details);
-  if (code === "INVALID_ORDER") return new MoleculerClientError(String(message), 422, code, details);
-  return err;
 }
 
 /** Compensation: give the stock back; inventory's hold TTL covers a release that does not get through. */
