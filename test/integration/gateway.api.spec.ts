@@ -3,6 +3,7 @@
  * in-process bus) and the payment-provider simulator: authentication, roles, the error envelope,
  * bad input, the dev-token switch and the payment webhook's signature check.
  */
+import { waitFor } from "../support/wait";
 import { randomUUID } from "node:crypto";
 import type { ServiceBroker } from "moleculer";
 import { issueToken } from "../../lib/auth/jwt";
@@ -230,9 +231,10 @@ describe("gateway HTTP API", () => {
             { token: alice },
           )
         ).body.items[0];
-      const deadline = Date.now() + 10_000;
-      while ((await payment())?.providerPaymentId === undefined && Date.now() < deadline)
-        await new Promise((r) => setTimeout(r, 100));
+      await waitFor(
+        "the provider's payment id",
+        async () => (await payment())?.providerPaymentId !== undefined,
+      );
       const current = await payment();
       const body = JSON.stringify({
         id: `evt_forged_${randomUUID()}`,
