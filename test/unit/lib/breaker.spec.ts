@@ -6,7 +6,12 @@ class Declined extends Error {
 
 describe("breaker", () => {
   const breakers: Breaker[] = [];
-  afterEach(() => breakers.splice(0).forEach((b) => b.shutdown()));
+  // time moves only when a test moves it: the reset and call timeouts are opossum's timers
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => {
+    breakers.splice(0).forEach((b) => b.shutdown());
+    jest.useRealTimers();
+  });
 
   function aBreaker(changes: BreakerStateChange[] = []): Breaker {
     const breaker = new Breaker({
@@ -53,7 +58,9 @@ describe("breaker", () => {
     ).rejects.toMatchObject({ code: "BREAKER_OPEN", retryable: true });
     expect(called).toBe(false);
 
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await jest.advanceTimersByTimeAsync(99);
+    expect(breaker.state).toBe("open");
+    await jest.advanceTimersByTimeAsync(1);
     expect(breaker.state).toBe("halfOpen");
     await expect(breaker.fire(() => Promise.resolve("ok"))).resolves.toBe("ok");
     expect(breaker.state).toBe("closed");
@@ -68,18 +75,17 @@ describe("breaker", () => {
   it("reopens when the half-open probe fails", async () => {
     const breaker = aBreaker();
     for (let i = 0; i < 4; i++) await breaker.fire(failing).catch(() => undefined);
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    await jest.advanceTimersByTimeAsync(100);
+    expect(breaker.state).toBe("halfOpen");
     await breaker.fire(failing).catch(() => undefined);
     expect(breaker.state).toBe("open");
   });
 
   it("times out a slow call with CALL_TIMEOUT", async () => {
     const breaker = aBreaker();
-    await expect(
-      breaker.fire(() => new Promise((resolve) => setTimeout(resolve, 500))),
-    ).rejects.toMatchObject({
-      code: "CALL_TIMEOUT",
-      retryable: true,
-    });
+    const slow = breaker.fire(() => new Promise((resolve) => setTimeout(resolve, 500)));
+    const outcome = expect(slow).rejects.toMatchObject({ code: "CALL_TIMEOUT", retryable: true });
+    await jest.advanceTimersByTimeAsync(50);
+    await outcome;
   });
 });

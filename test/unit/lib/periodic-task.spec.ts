@@ -1,9 +1,12 @@
 import { PeriodicTask } from "../../../lib/periodic-task";
-import { waitFor } from "../../support/wait";
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 describe("periodic task", () => {
+  // time moves only when the test moves it
+  beforeEach(() => jest.useFakeTimers());
+  afterEach(() => jest.useRealTimers());
+
   it("never overlaps a slow run, survives a failing run, and stop() waits for the run in progress", async () => {
     let active = 0;
     let maxActive = 0;
@@ -25,15 +28,30 @@ describe("periodic task", () => {
       },
     });
     task.start();
-    // a condition, not a quiet period: a loaded machine may take longer than any fixed wait
-    await waitFor("three runs of the task", () => runs >= 3, 10_000);
-    await task.stop();
+    expect(runs).toBe(0);
+    await jest.advanceTimersByTimeAsync(10);
+    expect(runs).toBe(1);
+    // ticks at 20, 30 and 40 find the first run (10–45) still going and are skipped
+    await jest.advanceTimersByTimeAsync(30);
+    expect(runs).toBe(1);
+    await jest.advanceTimersByTimeAsync(10);
+    expect(runs).toBe(2);
+    await jest.advanceTimersByTimeAsync(40);
+    expect(runs).toBe(3);
+
+    // stop() waits for the third run, which ends 35 ms after it began
+    let stopped = false;
+    const stopping = task.stop().then(() => (stopped = true));
+    await jest.advanceTimersByTimeAsync(20);
+    expect(stopped).toBe(false);
+    await jest.advanceTimersByTimeAsync(20);
+    await stopping;
     expect(maxActive).toBe(1);
-    expect(runs).toBeGreaterThanOrEqual(3);
-    expect(finished).toBe(runs); // stop() waited for the last run
+    expect(finished).toBe(3);
     expect(warnings).toEqual(["probing failed; the next run retries"]);
-    const after = runs;
-    await sleep(50);
-    expect(runs).toBe(after);
+
+    // no tick after stop()
+    await jest.advanceTimersByTimeAsync(1_000);
+    expect(runs).toBe(3);
   });
 });
