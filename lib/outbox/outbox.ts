@@ -58,6 +58,36 @@ export interface OutboxTransaction extends Transaction {
   publish<T extends EventType>(event: NewEvent<T>): Promise<EventEnvelope<T>>;
 }
 
+/** An event as an aggregate raises it: a catalog type and its payload. */
+export interface RaisedEvent {
+  readonly type: EventType;
+  readonly payload: unknown;
+}
+
+/**
+ * Publish, in order and in `tx`, the events an aggregate raised (the repositories' one way to
+ * save an aggregate's events with its state). `occurredAt` defaults to the transaction's clock.
+ */
+export async function publishRaised(
+  tx: OutboxTransaction,
+  aggregate: { type: string; id: string },
+  events: readonly RaisedEvent[],
+  occurredAt?: Date,
+): Promise<void> {
+  for (const event of events) {
+    // the payload is checked against the catalog by tx.publish; TypeScript cannot pair a type with
+    // its payload through a union of events
+    const newEvent = {
+      type: event.type,
+      payload: event.payload,
+      aggregateType: aggregate.type,
+      aggregateId: aggregate.id,
+      ...(occurredAt === undefined ? {} : { occurredAt }),
+    } as NewEvent;
+    await tx.publish(newEvent);
+  }
+}
+
 /** Wrap a store transaction so that `publish` writes outbox rows in it. */
 export function withOutbox(
   tx: Transaction,

@@ -8,7 +8,7 @@
  */
 import { OrdermeshError } from "../errors";
 import { NEWEST_FIRST, afterCursor, pageOf, type CursorPage } from "../newest-first";
-import type { OutboxTransaction } from "../outbox/outbox";
+import { publishRaised, type OutboxTransaction } from "../outbox/outbox";
 import type { Collection, Doc, DocumentStore, Filter, Transaction } from "../store/store.port";
 import {
   ORDER_STATUSES,
@@ -138,7 +138,7 @@ export class OrderRepository {
     const state = order.toState();
     await this.orders(tx).insertOne(docOf(state, idempotencyKey));
     this.loaded.set(order, state.status);
-    await publish(tx, order, events);
+    await publishRaised(tx, { type: "order", id: order.id }, events);
   }
 
   /**
@@ -161,7 +161,7 @@ export class OrderRepository {
       if (result.modifiedCount === 0) throw new OrderConflictError(order.id, loadedStatus);
       this.loaded.set(order, order.status);
     }
-    await publish(tx, order, events);
+    await publishRaised(tx, { type: "order", id: order.id }, events);
   }
 
   /**
@@ -191,18 +191,6 @@ export class OrderRepository {
     const order = Order.fromState(stateOf(doc));
     this.loaded.set(order, order.status);
     return order;
-  }
-}
-
-/** The events an order raised, into the outbox of the transaction. */
-async function publish(tx: OutboxTransaction, order: Order, events: readonly OrderEvent[]): Promise<void> {
-  for (const event of events) {
-    await tx.publish({
-      type: event.type,
-      payload: event.payload,
-      aggregateType: "order",
-      aggregateId: order.id,
-    });
   }
 }
 

@@ -13,7 +13,7 @@
  */
 import type { Clock } from "../clock";
 import { OrdermeshError } from "../errors";
-import type { NewEvent, OutboxTransaction } from "../outbox/outbox";
+import { publishRaised, type OutboxTransaction } from "../outbox/outbox";
 import {
   ClaimCandidates,
   RELEASE_LEASE,
@@ -22,7 +22,6 @@ import {
   type Leased,
 } from "../work/lease-claim";
 import type { Collection, Doc, DocumentStore, Filter, Transaction, Update } from "../store/store.port";
-import type { EventType } from "../../models/events";
 import {
   ACTIVE_PAYMENT_STATUSES,
   PAYMENT_STATUSES,
@@ -157,7 +156,7 @@ export class PaymentRepository {
     const state = payment.toState();
     await this.payments(tx).insertOne(docOf(state));
     this.remember(payment, state);
-    await this.publish(tx, payment, events);
+    await publishRaised(tx, { type: "payment", id: payment.id }, events, new Date(this.clock.now()));
   }
 
   /**
@@ -171,7 +170,7 @@ export class PaymentRepository {
     options: SavePaymentOptions = {},
   ): Promise<void> {
     await this.write(tx, payment, options);
-    await this.publish(tx, payment, events);
+    await publishRaised(tx, { type: "payment", id: payment.id }, events, new Date(this.clock.now()));
   }
 
   /**
@@ -290,25 +289,6 @@ export class PaymentRepository {
 
   private remember(payment: Payment, state: PaymentState): void {
     this.loaded.set(payment, { version: state.version, status: state.status, json: JSON.stringify(state) });
-  }
-
-  private async publish(
-    tx: OutboxTransaction,
-    payment: Payment,
-    events: readonly PaymentEvent[],
-  ): Promise<void> {
-    const occurredAt = new Date(this.clock.now());
-    for (const event of events) {
-      // each member of the union is a NewEvent of its own type; TypeScript cannot pair type and payload through it
-      const newEvent = {
-        type: event.type,
-        payload: event.payload,
-        aggregateType: "payment",
-        aggregateId: payment.id,
-        occurredAt,
-      } as NewEvent<EventType>;
-      await tx.publish(newEvent);
-    }
   }
 }
 

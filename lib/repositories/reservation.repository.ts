@@ -13,9 +13,8 @@
  * none and read as version 0.
  */
 import { OrdermeshError } from "../errors";
-import type { NewEvent, OutboxTransaction } from "../outbox/outbox";
+import { publishRaised, type OutboxTransaction, type RaisedEvent } from "../outbox/outbox";
 import type { Collection, Doc, DocumentStore, Filter, Transaction } from "../store/store.port";
-import type { EventType } from "../../models/events";
 import { RESERVATION_STATUSES, type ReservationStatus } from "../../models/inventory";
 import { Reservation, type ReservationDecision, type ReservationState } from "../../models/reservation";
 import type { ProductRepository } from "./product.repository";
@@ -116,7 +115,13 @@ export class ReservationRepository {
       if (result.modifiedCount !== 1) throw new ReservationConflictError(state.orderId);
     }
     this.loaded.set(reservation, (version ?? 0) + 1);
-    await publish(tx, reservation, decision, now);
+    // read as catalog events: the union of reservation events is empty in v1 (models/reservation.ts)
+    await publishRaised(
+      tx,
+      { type: "reservation", id: reservation.orderId },
+      decision.events as readonly RaisedEvent[],
+      now,
+    );
   }
 
   /** Order ids of held reservations whose hold ended before `cutoff`, earliest first. */
@@ -141,28 +146,6 @@ export class ReservationRepository {
 
 function reservations(scope: Scope): Collection<ReservationDoc> {
   return scope.collection<ReservationDoc>(RESERVATIONS_COLLECTION);
-}
-
-/** The outbox rows of the decision's events, in the transaction that saves it. */
-async function publish(
-  tx: OutboxTransaction,
-  reservation: Reservation,
-  decision: ReservationDecision,
-  occurredAt: Date,
-): Promise<void> {
-  // read as catalog events: the union of reservation events is empty in v1 (models/reservation.ts),
-  // and TypeScript cannot pair a type with its payload through a union anyway
-  const events = decision.events as readonly { type: EventType; payload: unknown }[];
-  for (const { type, payload } of events) {
-    const newEvent = {
-      type,
-      payload,
-      aggregateType: "reservation",
-      aggregateId: reservation.orderId,
-      occurredAt,
-    } as NewEvent<EventType>;
-    await tx.publish(newEvent);
-  }
 }
 
 /** The guard of a save: the version it was loaded at (absent on documents stored before versions). */
