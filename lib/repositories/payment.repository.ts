@@ -156,7 +156,7 @@ export class PaymentRepository {
     const state = payment.toState();
     await this.payments(tx).insertOne(docOf(state));
     this.remember(payment, state);
-    await publishRaised(tx, { type: "payment", id: payment.id }, events, new Date(this.clock.now()));
+    await publishRaised(tx, { type: "payment", id: payment.id }, events);
   }
 
   /**
@@ -170,7 +170,7 @@ export class PaymentRepository {
     options: SavePaymentOptions = {},
   ): Promise<void> {
     await this.write(tx, payment, options);
-    await publishRaised(tx, { type: "payment", id: payment.id }, events, new Date(this.clock.now()));
+    await publishRaised(tx, { type: "payment", id: payment.id }, events);
   }
 
   /**
