@@ -339,6 +339,8 @@ const PaymentsService: ServiceSchema<PaymentsSettings, PaymentsMethods, Payments
       clock: this.clock,
       logger: this.logger,
       maxInFlight: this.settings.chargerConcurrency,
+      // a claim reads the due set: refill half the slots at a time, not one claim per freed slot
+      refillBatch: Math.max(1, Math.floor(this.settings.chargerConcurrency / 2)),
       pollIntervalMs: this.settings.chargerPollIntervalMs,
       // an open breaker sends nothing: claim nothing; half-open lets one probe through
       room: (inFlight) =>
